@@ -1,0 +1,113 @@
+"""The Python API, in the shape of the standard ``lzma`` module."""
+
+from __future__ import annotations
+
+import builtins
+import io
+import os
+from typing import BinaryIO
+
+from lmpress.codec import (
+    DEFAULT_BLOCK_CHUNKS,
+    DEFAULT_CHUNK_SIZE,
+    compress_stream,
+    decompress_stream,
+    encode_block,
+    make_header,
+)
+from lmpress.coding.container import ArchiveWriter
+from lmpress.models.registry import load_predictor
+
+
+def compress(data: bytes, model: str = "default", *, chunk_size: int = DEFAULT_CHUNK_SIZE,
+             block_chunks: int = DEFAULT_BLOCK_CHUNKS, workers: int = 1) -> bytes:
+    """Compress ``data`` into a self-describing ``.lmpz`` archive."""
+    out = io.BytesIO()
+    compress_stream(io.BytesIO(bytes(data)), out, model, chunk_size=chunk_size,
+                    block_chunks=block_chunks, workers=workers)
+    return out.getvalue()
+
+
+def decompress(data: bytes, model: str | None = None, *, workers: int = 1) -> bytes:
+    """Decode an archive; the model is the one the archive names unless given."""
+    out = io.BytesIO()
+    decompress_stream(io.BytesIO(bytes(data)), out, model, workers=workers)
+    return out.getvalue()
+
+
+class LmpressCompressor:
+    """Incremental compression, like ``lzma.LZMACompressor``: ``compress()`` pieces, then ``flush()``."""
+
+    def __init__(self, model: str = "default", *, chunk_size: int = DEFAULT_CHUNK_SIZE,
+                 block_chunks: int = DEFAULT_BLOCK_CHUNKS) -> None:
+        self._predictor = load_predictor(model)
+        self._chunk_size = chunk_size
+        self._block_bytes = chunk_size * block_chunks
+        self._out = io.BytesIO()
+        self._writer = ArchiveWriter(self._out, make_header(self._predictor, chunk_size, block_chunks))
+        self._pending = bytearray()
+        self._flushed = False
+
+    def _take_output(self) -> bytes:
+        out = self._out.getvalue()
+        self._out.seek(0)
+        self._out.truncate()
+        return out
+
+    def _code(self, data: bytes) -> None:
+        payload, _ = encode_block(self._predictor, data, self._chunk_size)
+        self._writer.write_block(data, payload)
+
+    def compress(self, data: bytes) -> bytes:
+        if self._flushed:
+            raise ValueError("compressor already flushed")
+        self._pending += data
+        while len(self._pending) >= self._block_bytes:
+            self._code(bytes(self._pending[: self._block_bytes]))
+            del self._pending[: self._block_bytes]
+        return self._take_output()
+
+    def flush(self) -> bytes:
+        if self._flushed:
+            raise ValueError("repeated call to flush()")
+        self._flushed = True
+        if self._pending:
+            self._code(bytes(self._pending))
+            self._pending.clear()
+        self._writer.finish()
+        return self._take_output()
+
+
+class _WriteFile(io.RawIOBase):
+    """``open(path, "wb")``: buffers writes, codes whole blocks as they fill."""
+
+    def __init__(self, raw: BinaryIO, compressor: LmpressCompressor, close_raw: bool) -> None:
+        self._raw, self._compressor, self._close_raw = raw, compressor, close_raw
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, b) -> int:
+        self._raw.write(self._compressor.compress(bytes(b)))
+        return len(b)
+
+    def close(self) -> None:
+        if not self.closed:
+            self._raw.write(self._compressor.flush())
+            if self._close_raw:
+                self._raw.close()
+        super().close()
+
+
+def open(filename: str | os.PathLike | BinaryIO, mode: str = "rb", *, model: str | None = None):  # noqa: A001
+    """Open an archive for reading ("rb": decoded in full on open) or writing ("wb")."""
+    if mode not in ("rb", "wb", "r", "w"):
+        raise ValueError(f"invalid mode {mode!r}")
+    is_path = isinstance(filename, (str, bytes, os.PathLike))
+    if mode.startswith("r"):
+        if is_path:
+            with builtins.open(filename, "rb") as f:
+                return io.BytesIO(decompress(f.read(), model))
+        return io.BytesIO(decompress(filename.read(), model))
+    raw = builtins.open(filename, "wb") if is_path else filename
+    return io.BufferedWriter(_WriteFile(raw, LmpressCompressor(model or "default"), close_raw=is_path))

@@ -1,0 +1,352 @@
+"""The ``lmpress`` command: gzip-style compress / decompress, plus test, info, models, demo, train.
+
+Exit codes: 0 success, 1 an expected error (one line on stderr), 2 usage error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import BinaryIO
+
+from lmpress.codec import (
+    DEFAULT_BLOCK_CHUNKS,
+    DEFAULT_CHUNK_SIZE,
+    CodingStats,
+    compress_stream,
+    decompress_stream,
+)
+from lmpress.coding.container import SUFFIX, ArchiveReader, n_chunks
+from lmpress.errors import LmpressError
+from lmpress.progress import Progress
+
+SUBCOMMANDS = ("compress", "decompress", "test", "info", "models", "demo", "train")
+
+
+class UsageError(Exception):
+    pass
+
+
+# --------------------------------------------------------------------------------- outputs
+
+
+@contextlib.contextmanager
+def atomic_output(path: Path, force: bool, mode_from: Path | None = None) -> Iterator[BinaryIO]:
+    """A temporary file beside ``path``, renamed over it only when the block succeeds.
+
+    The result gets the permissions of ``mode_from`` (as gzip keeps them), else the umask's.
+    """
+    if path.exists() and not force:
+        raise LmpressError(f"{path} already exists; use -f to overwrite")
+    fd, tmp = tempfile.mkstemp(dir=path.parent or ".", prefix=f".{path.name}.", suffix=".part")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            yield f
+        if mode_from is not None:
+            os.chmod(tmp, mode_from.stat().st_mode & 0o777)
+        else:
+            umask = os.umask(0)
+            os.umask(umask)
+            os.chmod(tmp, 0o666 & ~umask)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _workers(requested: int, size: int | None, block_bytes: int) -> int:
+    """0 = automatic: one worker per core, but never more than there are blocks."""
+    n = requested or (os.cpu_count() or 1)
+    if size is not None:
+        n = min(n, max(1, -(-size // block_bytes)))
+    return max(1, n)
+
+
+def _progress(args, total: int | None, desc: str) -> tuple[Progress | None, object]:
+    enabled = not args.quiet and (args.progress or sys.stderr.isatty())
+    if not enabled:
+        return None, None
+    bar = Progress(total=total or 0, desc=desc, unit="B", enabled=True)
+    return bar, bar.update
+
+
+def _summary(args, name: str, stats: CodingStats, seconds: float, decoding: bool) -> None:
+    if args.quiet:
+        return
+    raw, packed = stats.raw_bytes, stats.archive_bytes
+    rate = packed / raw if raw else float("nan")
+    speed = raw / 1000 / seconds if seconds > 0 else float("inf")
+    verb = "decompressed" if decoding else "compressed"
+    print(f"{name}: {verb} {raw:,} bytes <-> {packed:,} bytes archive, rate {rate:.4f} "
+          f"({8 * rate:.3f} bits/byte), {speed:.1f} KB/s", file=sys.stderr)
+
+
+# --------------------------------------------------------------------------------- actions
+
+
+def _output_name(src: Path, decompress: bool) -> Path:
+    if not decompress:
+        return src.with_name(src.name + SUFFIX)
+    if src.suffix != SUFFIX:
+        raise LmpressError(f"{src}: unknown suffix (expected {SUFFIX}); use -o or -c")
+    return src.with_name(src.name[: -len(SUFFIX)])
+
+
+def _code(args, src: BinaryIO, dst: BinaryIO, size: int | None, decompress: bool) -> CodingStats:
+    block_bytes = args.chunk_size * args.block_chunks
+    workers = _workers(args.workers, None if decompress else size, block_bytes)
+    bar, callback = _progress(args, size, "decompress" if decompress else "compress")
+    try:
+        if decompress:
+            return decompress_stream(src, dst, args.model, workers=workers, progress=callback)
+        return compress_stream(src, dst, args.model or "default", chunk_size=args.chunk_size,
+                               block_chunks=args.block_chunks, workers=workers, progress=callback)
+    finally:
+        if bar is not None:
+            bar.close()
+
+
+def run_codec(args, decompress: bool) -> int:
+    files = args.files or ["-"]
+    if args.output and len(files) > 1:
+        raise UsageError("-o takes one input file")
+    for name in files:
+        start = time.perf_counter()
+        if name == "-":
+            if not decompress and sys.stdout.isatty() and not args.force and not args.output:
+                raise LmpressError("compressed data not written to a terminal; use -f to force")
+            src, size, to_stdout = sys.stdin.buffer, None, not args.output
+        else:
+            path = Path(name)
+            if not path.exists():
+                raise LmpressError(f"{name}: no such file")
+            if path.is_dir():
+                raise LmpressError(f"{name}: is a directory")
+            src, size, to_stdout = open(path, "rb"), path.stat().st_size, args.stdout
+        with contextlib.ExitStack() as stack:
+            if src is not sys.stdin.buffer:
+                stack.enter_context(src)
+            if to_stdout:
+                stats = _code(args, src, sys.stdout.buffer, size, decompress)
+                sys.stdout.buffer.flush()
+            else:
+                out = Path(args.output) if args.output else _output_name(Path(name), decompress)
+                with atomic_output(out, args.force, mode_from=Path(name)) as dst:
+                    stats = _code(args, src, dst, size, decompress)
+                if args.rm and name != "-":
+                    Path(name).unlink()
+        _summary(args, name, stats, time.perf_counter() - start, decompress)
+    return 0
+
+
+def run_test(args) -> int:
+    for name in args.files:
+        start = time.perf_counter()
+        with _open_input(name) as src:
+            stats = decompress_stream(src, _NullSink(), args.model, workers=max(1, args.workers or 1))
+        if not args.quiet:
+            print(f"{name}: OK ({stats.raw_bytes:,} bytes, {time.perf_counter() - start:.1f} s)", file=sys.stderr)
+    return 0
+
+
+class _NullSink:
+    def write(self, b: bytes) -> int:
+        return len(b)
+
+
+def _open_input(name: str) -> BinaryIO:
+    if name == "-":
+        return contextlib.nullcontext(sys.stdin.buffer)
+    try:
+        return open(name, "rb")
+    except FileNotFoundError:
+        raise LmpressError(f"{name}: no such file") from None
+    except IsADirectoryError:
+        raise LmpressError(f"{name}: is a directory") from None
+
+
+def run_info(args) -> int:
+    records = []
+    for name in args.files:
+        with _open_input(name) as src:
+            reader = ArchiveReader(src)
+            h = reader.header
+            blocks = [{"raw_length": f.raw_length, "chunks": n_chunks(f.raw_length, h.chunk_size),
+                       "compressed_length": f.payload_length,
+                       "raw_crc32": f"{f.raw_crc:08x}", "payload_crc32": f"{f.payload_crc:08x}"}
+                      for _, f, _ in reader.blocks()]
+            t = reader.trailer
+            for block, offset in zip(blocks, t.block_offsets):
+                block["offset"] = offset
+            records.append({
+                "file": name, "archive_bytes": reader.offset,
+                "model": {"name": h.model_name, "id": h.model_id, **h.model_info},
+                "chunk_size": h.chunk_size, "block_chunks": h.block_chunks, "coder": h.coder,
+                "original_length": t.original_length, "data_crc32": f"{t.data_crc:08x}",
+                "rate": reader.offset / t.original_length if t.original_length else None,
+                "blocks": blocks,
+            })
+    if args.json:
+        print(json.dumps(records if len(records) > 1 else records[0], indent=2))
+        return 0
+    for r in records:
+        m = r["model"]
+        print(f"{r['file']}:")
+        print(f"  model        {m['name']}  id {m['id']}")
+        print(f"               {m.get('kind', '?')}, {m.get('parameters', 0):,} parameters, "
+              f"{m.get('layers')} layers, d_model {m.get('d_model')}, heads {m.get('heads')}/{m.get('kv_heads')} "
+              f"(query/kv), attention span {m.get('attention_span')}")
+        print(f"  chunking     {r['chunk_size']} bytes per chunk (context), {r['block_chunks']} chunks per block")
+        print(f"  coder        {r['coder']}")
+        rate = f"{r['rate']:.4f}" if r["rate"] is not None else "-"
+        print(f"  lengths      original {r['original_length']:,} bytes, archive {r['archive_bytes']:,} bytes, "
+              f"rate {rate}")
+        print(f"  checksum     data crc32 {r['data_crc32']}")
+        print(f"  blocks       {len(r['blocks'])}")
+        for i, b in enumerate(r["blocks"]):
+            print(f"    #{i:<4} offset {b['offset']:>10}  chunks {b['chunks']:>4}  raw {b['raw_length']:>8}  "
+                  f"coded {b['compressed_length']:>8}  crc32 raw {b['raw_crc32']} coded {b['payload_crc32']}")
+    return 0
+
+
+def run_models(args) -> int:
+    from lmpress.models.registry import ALIASES, SHIPPED, WEIGHTS_DIR, load_predictor
+
+    for name in sorted(SHIPPED):
+        p = load_predictor(name)
+        aliases = [a for a, t in ALIASES.items() if t == name]
+        d = p.describe()
+        print(f"{name}{' (' + ', '.join(aliases) + ')' if aliases else ''}: {d['parameters']:,} parameters, "
+              f"{d['layers']} layers, d_model {d['d_model']}, id {p.model_id[:12]}  "
+              f"[{WEIGHTS_DIR / SHIPPED[name] / 'MODEL_CARD.md'}]")
+    return 0
+
+
+def run_demo(args) -> int:
+    """The README's main job: compress a real file, decompress it, compare, show rate and speed."""
+    import gzip
+
+    from lmpress.data.corpus import corpus_root
+
+    path = Path(args.file) if args.file else corpus_root() / "wiki" / "enwik8_head" / "enwik5"
+    data = path.read_bytes()
+    model = args.model or "default"
+    with tempfile.TemporaryDirectory() as tmp:
+        archive = Path(tmp) / (path.name + SUFFIX)
+        restored = Path(tmp) / path.name
+        workers = _workers(args.workers, len(data), DEFAULT_CHUNK_SIZE * DEFAULT_BLOCK_CHUNKS)
+        t0 = time.perf_counter()
+        with open(path, "rb") as src, open(archive, "wb") as dst:
+            bar, cb = _progress(args, len(data), "compress")
+            enc = compress_stream(src, dst, model, workers=workers, progress=cb)
+            bar and bar.close()
+        t1 = time.perf_counter()
+        with open(archive, "rb") as src, open(restored, "wb") as dst:
+            bar, cb = _progress(args, len(data), "decompress")
+            decompress_stream(src, dst, model, workers=workers, progress=cb)
+            bar and bar.close()
+        t2 = time.perf_counter()
+        same = restored.read_bytes() == data
+    gz = len(gzip.compress(data, 9))
+    print(f"file        {path} ({len(data):,} bytes)")
+    print(f"model       {model}")
+    print(f"archive     {enc.archive_bytes:,} bytes: rate {enc.archive_bytes / len(data):.4f} "
+          f"({8 * enc.archive_bytes / len(data):.3f} bits/byte); gzip -9 (whole file): rate {gz / len(data):.4f}")
+    print(f"speed       compress {len(data) / 1000 / (t1 - t0):.1f} KB/s, "
+          f"decompress {len(data) / 1000 / (t2 - t1):.1f} KB/s ({workers} worker{'s' * (workers > 1)})")
+    print(f"round trip  {'identical' if same else 'MISMATCH'}")
+    return 0 if same else 1
+
+
+# --------------------------------------------------------------------------------- parser
+
+
+def _codec_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("files", nargs="*", metavar="FILE", help="input files ('-' or none: stdin)")
+    p.add_argument("-c", "--stdout", action="store_true", help="write to standard output")
+    p.add_argument("-o", "--output", metavar="PATH", help="write to PATH")
+    p.add_argument("-f", "--force", action="store_true", help="overwrite existing outputs")
+    p.add_argument("-k", "--keep", action="store_true", help="keep input files (the default)")
+    p.add_argument("--rm", action="store_true", help="delete input files after success")
+    p.add_argument("-m", "--model", help="model name or file (default: 'default'; decompress: the archive's)")
+    p.add_argument("--chunk-size", type=int, default=DEFAULT_CHUNK_SIZE, help="bytes per chunk (context)")
+    p.add_argument("--block-chunks", type=int, default=DEFAULT_BLOCK_CHUNKS,
+                   help="chunks coded together in one block")
+    _common(p)
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar, no summary")
+    p.add_argument("--progress", action="store_true", help="show the progress bar even if stderr is not a terminal")
+    p.add_argument("-j", "--workers", type=int, default=0,
+                   help="worker processes (0: one per core); the archive is the same for any value")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="lmpress", description="Lossless compression with neural predictors.")
+    sub = p.add_subparsers(dest="command")
+    c = sub.add_parser("compress", help="compress files (the default command)")
+    _codec_options(c)
+    c.add_argument("-d", "--decompress", action="store_true", help="decompress instead")
+    c.add_argument("-t", "--test", action="store_true", help="test archives instead")
+    d = sub.add_parser("decompress", help="decompress .lmpz archives")
+    _codec_options(d)
+    t = sub.add_parser("test", help="decode archives and check them; write nothing")
+    t.add_argument("files", nargs="+", metavar="FILE")
+    t.add_argument("-m", "--model")
+    _common(t)
+    i = sub.add_parser("info", help="show an archive's header and block table")
+    i.add_argument("files", nargs="+", metavar="FILE")
+    i.add_argument("--json", action="store_true")
+    sub.add_parser("models", help="list the shipped models")
+    demo = sub.add_parser("demo", help="compress and decompress a corpus file; show rate and speed")
+    demo.add_argument("file", nargs="?", help="default: Wikipedia XML (enwik5) from ../shared/corpus")
+    demo.add_argument("-m", "--model")
+    _common(demo)
+    sub.add_parser("train", help="train a byte transformer (see: lmpress train --help)", add_help=False)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] == "train":
+        from lmpress.train.trainer import main as train_main
+
+        try:
+            train_main(argv[1:])
+            return 0
+        except LmpressError as e:
+            print(f"lmpress: {e}", file=sys.stderr)
+            return 1
+    if not argv or argv[0] not in SUBCOMMANDS and argv[0] not in ("-h", "--help"):
+        argv = ["compress", *argv]  # gzip style: `lmpress -d file.lmpz`, `lmpress -c file`
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        if args.command == "compress" and args.test:
+            return run_test(args)
+        if args.command in ("compress", "decompress"):
+            return run_codec(args, decompress=args.command == "decompress" or args.decompress)
+        return {"test": run_test, "info": run_info, "models": run_models, "demo": run_demo}[args.command](args)
+    except UsageError as e:
+        parser.error(str(e))
+    except LmpressError as e:
+        print(f"lmpress: {e}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("lmpress: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

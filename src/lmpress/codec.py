@@ -1,0 +1,282 @@
+"""The neural codec: chunks -> lockstep predictor steps -> range coder -> container, and back.
+
+A *block* is up to ``block_chunks`` consecutive chunks of ``chunk_size`` bytes.
+All chunks of a block advance together, one batched predictor step per byte
+position, and share one range-coded stream. Blocks are independent, so they
+can be coded by several worker processes; each worker runs torch with one
+thread, so every block is computed exactly as a single process would compute
+it and the archive does not depend on the number of workers.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures as futures
+import contextlib
+import multiprocessing
+import zlib
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import BinaryIO
+
+import numpy as np
+import torch
+
+from lmpress.coding import entropy
+from lmpress.coding.container import ArchiveReader, ArchiveWriter, BlockFrame, Header
+from lmpress.errors import LmpressError
+from lmpress.models.base import Predictor
+from lmpress.models.registry import load_predictor
+
+DEFAULT_CHUNK_SIZE = 2048
+DEFAULT_BLOCK_CHUNKS = 64
+CODER = f"constriction-range/p{entropy.PRECISION}/{entropy.QUANTIZER}"
+CODING_THREADS = 1  # per process; fixed so that probabilities never depend on the machine's load
+
+# Called as progress(raw_bytes_done, bits_spent) while coding.
+ProgressFn = Callable[[int, float], None]
+
+
+@contextlib.contextmanager
+def coding_threads():
+    previous = torch.get_num_threads()
+    torch.set_num_threads(CODING_THREADS)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
+
+
+def _chunk_matrix(data: bytes, chunk_size: int) -> tuple[np.ndarray, int]:
+    """Chunks as rows of a zero-padded [n, chunk_len] matrix, and the length of the last chunk."""
+    n = -(-len(data) // chunk_size)
+    width = min(chunk_size, len(data))
+    matrix = np.zeros((n, width), dtype=np.uint8)
+    flat = np.frombuffer(data, dtype=np.uint8)
+    full = len(data) // chunk_size
+    matrix[:full] = flat[: full * chunk_size].reshape(full, width) if full else matrix[:0]
+    last = len(data) - full * chunk_size
+    if last:
+        matrix[full, :last] = flat[full * chunk_size:]
+    return matrix, (last or width)
+
+
+def _lockstep(predictor: Predictor, raw_length: int, chunk_size: int,
+              code_step: Callable[[int, int, np.ndarray], np.ndarray],
+              symbols: np.ndarray, progress: ProgressFn | None) -> None:
+    """Drive the predictor over all chunks of a block, one byte position per step.
+
+    ``code_step(t, active, weights)`` codes position ``t`` of the first ``active``
+    chunks and returns their symbols; ``symbols`` [n, width] receives them. Only the
+    last chunk can be shorter, so the active chunks are always a prefix of the rows.
+    """
+    n, width = symbols.shape
+    last_length = raw_length - (n - 1) * chunk_size
+    probs = predictor.begin(n)
+    for t in range(width):
+        active = n if t < last_length else n - 1
+        weights = entropy.frequencies(probs[:active])
+        symbols[:active, t] = code_step(t, active, weights)
+        if progress is not None:
+            progress(active, 0.0)
+        if t + 1 < width:
+            probs = predictor.advance(symbols[:, t])
+
+
+def encode_block(predictor: Predictor, data: bytes, chunk_size: int,
+                 progress: ProgressFn | None = None) -> tuple[bytes, float]:
+    """(range-coded payload, ideal code length in bits) of one block."""
+    symbols, _ = _chunk_matrix(data, chunk_size)
+    encoder = entropy.Encoder()
+    bits = [0.0]
+
+    def code_step(t: int, active: int, weights: np.ndarray) -> np.ndarray:
+        column = symbols[:active, t]
+        encoder.encode(column, weights)
+        step_bits = float(entropy.code_lengths(weights, column).sum())
+        bits[0] += step_bits
+        if progress is not None:
+            progress(0, step_bits)
+        return column
+
+    with coding_threads():
+        _lockstep(predictor, len(data), chunk_size, code_step, symbols, progress)
+    return encoder.finish(), bits[0]
+
+
+def decode_block(predictor: Predictor, payload: bytes, raw_length: int, chunk_size: int,
+                 progress: ProgressFn | None = None) -> bytes:
+    n = -(-raw_length // chunk_size)
+    symbols = np.zeros((n, min(chunk_size, raw_length)), dtype=np.uint8)
+    try:
+        decoder = entropy.Decoder(payload)
+    except ValueError as e:
+        raise LmpressError(f"archive is corrupted ({e})") from None
+
+    def code_step(t: int, active: int, weights: np.ndarray) -> np.ndarray:
+        try:
+            column = decoder.decode(weights)
+        except Exception as e:  # constriction reports an exhausted or invalid stream
+            raise LmpressError(f"archive is corrupted (range decoder failed: {e})") from None
+        if progress is not None:
+            progress(0, float(entropy.code_lengths(weights, column).sum()))
+        return column
+
+    with coding_threads():
+        _lockstep(predictor, raw_length, chunk_size, code_step, symbols, progress)
+    flat = symbols.reshape(-1)
+    if n > 1 or raw_length < symbols.shape[1]:
+        full = (n - 1) * chunk_size
+        return flat[:full].tobytes() + symbols[n - 1, : raw_length - full].tobytes()
+    return flat.tobytes()
+
+
+# ---------------------------------------------------------------------------------------------
+# Parallel block coding: worker processes, each with its own copy of the model.
+
+_worker_predictor: Predictor | None = None
+
+
+def _init_worker(model: str) -> None:
+    global _worker_predictor
+    torch.set_num_threads(CODING_THREADS)
+    _worker_predictor = load_predictor(model)
+
+
+def _encode_in_worker(data: bytes, chunk_size: int) -> tuple[bytes, float]:
+    assert _worker_predictor is not None
+    return encode_block(_worker_predictor, data, chunk_size)
+
+
+def _decode_in_worker(payload: bytes, raw_length: int, chunk_size: int) -> bytes:
+    assert _worker_predictor is not None
+    return decode_block(_worker_predictor, payload, raw_length, chunk_size)
+
+
+@dataclass
+class _Runner:
+    """Runs block jobs in this process (workers=1) or in a pool, yielding results in order."""
+
+    model: str
+    predictor: Predictor
+    workers: int
+
+    def map(self, local: Callable, remote: Callable, jobs: Iterator[tuple]) -> Iterator:
+        if self.workers <= 1:
+            for job in jobs:
+                yield local(*job)
+            return
+        context = multiprocessing.get_context("spawn")  # fork after torch threads start is unsafe
+        with futures.ProcessPoolExecutor(self.workers, mp_context=context, initializer=_init_worker,
+                                         initargs=(self.model,)) as pool:
+            pending: list[futures.Future] = []
+            for job in jobs:
+                pending.append(pool.submit(remote, *job))
+                while len(pending) > 2 * self.workers:  # bounded memory: a few blocks in flight
+                    yield pending.pop(0).result()
+            for f in pending:
+                yield f.result()
+
+
+def _read_blocks(src: BinaryIO, block_bytes: int) -> Iterator[bytes]:
+    while True:
+        data = src.read(block_bytes)
+        while data and len(data) < block_bytes:  # pipes may return short reads
+            more = src.read(block_bytes - len(data))
+            if not more:
+                break
+            data += more
+        if not data:
+            return
+        yield data
+
+
+@dataclass
+class CodingStats:
+    raw_bytes: int = 0
+    archive_bytes: int = 0
+    ideal_bits: float = 0.0  # the model's code length under the quantized frequencies
+
+
+def make_header(predictor: Predictor, chunk_size: int, block_chunks: int) -> Header:
+    if not 1 <= chunk_size <= 1 << 20:
+        raise LmpressError(f"chunk size must be between 1 and {1 << 20} bytes")
+    if not 1 <= block_chunks <= 4096:
+        raise LmpressError("block size must be between 1 and 4096 chunks")
+    return Header(predictor.name, predictor.model_id, predictor.describe(), chunk_size, block_chunks, CODER)
+
+
+def compress_stream(src: BinaryIO, dst: BinaryIO, model: str = "default", *,
+                    chunk_size: int = DEFAULT_CHUNK_SIZE, block_chunks: int = DEFAULT_BLOCK_CHUNKS,
+                    workers: int = 1, progress: ProgressFn | None = None) -> CodingStats:
+    """Compress everything readable from ``src`` into ``dst`` as one archive."""
+    predictor = load_predictor(model)
+    writer = ArchiveWriter(dst, make_header(predictor, chunk_size, block_chunks))
+    stats = CodingStats()
+    blocks: list[bytes] = []
+
+    def jobs() -> Iterator[tuple]:
+        for data in _read_blocks(src, chunk_size * block_chunks):
+            blocks.append(data)
+            yield (data, chunk_size)
+
+    in_process_progress = progress if workers <= 1 else None
+    local = lambda data, cs: encode_block(predictor, data, cs, in_process_progress)  # noqa: E731
+    for payload, bits in _Runner(model, predictor, workers).map(local, _encode_in_worker, jobs()):
+        data = blocks.pop(0)
+        writer.write_block(data, payload)
+        stats.ideal_bits += bits
+        if progress is not None and workers > 1:
+            progress(len(data), bits)
+    writer.finish()
+    stats.raw_bytes, stats.archive_bytes = writer.raw_length, writer.offset
+    return stats
+
+
+def check_model(header: Header, predictor: Predictor) -> None:
+    if predictor.model_id != header.model_id:
+        raise LmpressError(
+            f"archive was made with model {header.model_name!r} (id {header.model_id[:12]}), "
+            f"not {predictor.name!r} (id {predictor.model_id[:12]})")
+
+
+def decompress_stream(src: BinaryIO, dst: BinaryIO, model: str | None = None, *,
+                      workers: int = 1, progress: ProgressFn | None = None) -> CodingStats:
+    """Decode one archive from ``src`` into ``dst``; raise LmpressError on any mismatch."""
+    reader = ArchiveReader(src)
+    header = reader.header
+    if header.coder != CODER:
+        raise LmpressError(f"archive uses coder {header.coder!r}, this lmpress has {CODER!r}")
+    try:
+        predictor = load_predictor(model or header.model_name)
+    except LmpressError as e:
+        if model is None:
+            raise LmpressError(f"archive needs model {header.model_name!r} (id {header.model_id[:12]}), "
+                               "which is not available here; pass --model") from None
+        raise e
+    check_model(header, predictor)
+    stats = CodingStats()
+    data_crc = 0
+    frames: list[BlockFrame] = []
+
+    def jobs() -> Iterator[tuple]:
+        for _, frame, payload in reader.blocks():
+            frames.append(frame)
+            yield (payload, frame.raw_length, header.chunk_size)
+
+    in_process_progress = progress if workers <= 1 else None
+    local = lambda p, n, cs: decode_block(predictor, p, n, cs, in_process_progress)  # noqa: E731
+    runner = _Runner(model or header.model_name, predictor, workers)
+    for index, data in enumerate(runner.map(local, _decode_in_worker, jobs())):
+        frame = frames.pop(0)
+        if zlib.crc32(data) != frame.raw_crc:
+            raise LmpressError(f"archive is corrupted (block {index} decodes to data failing its checksum)")
+        dst.write(data)
+        data_crc = zlib.crc32(data, data_crc)
+        stats.raw_bytes += len(data)
+        if progress is not None and workers > 1:
+            progress(len(data), 0.0)
+    trailer = reader.trailer
+    if trailer.original_length != stats.raw_bytes or trailer.data_crc != data_crc:
+        raise LmpressError("archive is corrupted (decoded data does not match the recorded length and checksum)")
+    stats.archive_bytes = reader.offset
+    return stats

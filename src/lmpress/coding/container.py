@@ -1,0 +1,191 @@
+"""The ``.lmpz`` container, format version 1.
+
+All integers little-endian. Laid out so that it can be written and read as a
+stream (stdin/stdout), and still be indexed for random access::
+
+    header   magic "LMPZ" | version u8 | settings length u16 | settings (JSON) | model id (32 bytes)
+             | header crc32 u32 (of everything before it)
+    block*   frame: raw length u32 | payload length u32 | raw crc32 u32 | payload crc32 u32
+             | frame crc32 u32 (of the 16 bytes before it) ; then the range-coded payload
+    trailer  end mark u32 = 0xFFFFFFFF | block count u32 | original length u64 | data crc32 u32
+             | block offsets u64 * count | file crc32 u32 (of every byte before it)
+
+The settings JSON names the model and its shape, the chunk size, the number of
+chunks per block and the coder; every block holds whole chunks, so its chunk
+count is ``ceil(raw length / chunk size)``. Each block decodes on its own.
+"""
+
+from __future__ import annotations
+
+import json
+import struct
+import zlib
+from dataclasses import dataclass, field
+from typing import BinaryIO
+
+from lmpress.errors import LmpressError
+
+MAGIC = b"LMPZ"
+VERSION = 1
+END_MARK = 0xFFFFFFFF
+SUFFIX = ".lmpz"
+
+_FRAME = struct.Struct("<IIII")
+_TRAILER_HEAD = struct.Struct("<IIQI")
+
+
+@dataclass
+class Header:
+    model_name: str
+    model_id: str  # hex
+    model_info: dict
+    chunk_size: int
+    block_chunks: int
+    coder: str
+
+    def to_bytes(self) -> bytes:
+        settings = json.dumps({"model": self.model_name, "model_info": self.model_info,
+                               "chunk_size": self.chunk_size, "block_chunks": self.block_chunks,
+                               "coder": self.coder}, sort_keys=True, separators=(",", ":")).encode()
+        body = MAGIC + bytes([VERSION]) + struct.pack("<H", len(settings)) + settings + bytes.fromhex(self.model_id)
+        return body + struct.pack("<I", zlib.crc32(body))
+
+
+@dataclass
+class BlockFrame:
+    raw_length: int
+    payload_length: int
+    raw_crc: int
+    payload_crc: int
+
+    def to_bytes(self) -> bytes:
+        body = _FRAME.pack(self.raw_length, self.payload_length, self.raw_crc, self.payload_crc)
+        return body + struct.pack("<I", zlib.crc32(body))
+
+
+@dataclass
+class Trailer:
+    original_length: int
+    data_crc: int
+    block_offsets: list[int] = field(default_factory=list)
+
+    def to_bytes(self, file_crc_so_far: int) -> bytes:
+        body = _TRAILER_HEAD.pack(END_MARK, len(self.block_offsets), self.original_length, self.data_crc)
+        body += struct.pack(f"<{len(self.block_offsets)}Q", *self.block_offsets)
+        return body + struct.pack("<I", zlib.crc32(body, file_crc_so_far))
+
+
+class ArchiveWriter:
+    """Writes an archive to a binary stream block by block, keeping the running checksums."""
+
+    def __init__(self, stream: BinaryIO, header: Header) -> None:
+        self._stream = stream
+        self._crc = 0
+        self._data_crc = 0
+        self.offset = 0
+        self.raw_length = 0
+        self.offsets: list[int] = []
+        self._write(header.to_bytes())
+
+    def _write(self, b: bytes) -> None:
+        self._stream.write(b)
+        self._crc = zlib.crc32(b, self._crc)
+        self.offset += len(b)
+
+    def write_block(self, data: bytes, payload: bytes) -> None:
+        self.offsets.append(self.offset)
+        self._write(BlockFrame(len(data), len(payload), zlib.crc32(data), zlib.crc32(payload)).to_bytes())
+        self._write(payload)
+        self._data_crc = zlib.crc32(data, self._data_crc)
+        self.raw_length += len(data)
+
+    def finish(self) -> None:
+        self._write(Trailer(self.raw_length, self._data_crc, self.offsets).to_bytes(self._crc))
+
+
+class ArchiveReader:
+    """Reads an archive front to back from any binary stream, checking as it goes."""
+
+    def __init__(self, stream: BinaryIO) -> None:
+        self._stream = stream
+        self._crc = 0
+        self.offset = 0
+        self.header = self._read_header()
+
+    def _read(self, n: int, what: str) -> bytes:
+        data = self._stream.read(n)
+        if len(data) != n:
+            raise LmpressError(f"archive is truncated (ends inside the {what})")
+        self._crc = zlib.crc32(data, self._crc)
+        self.offset += n
+        return data
+
+    def _read_header(self) -> Header:
+        start = self._stream.read(4)
+        if start != MAGIC:
+            if len(start) < 4 and MAGIC.startswith(start):
+                raise LmpressError("archive is truncated (ends inside the header)")
+            raise LmpressError("not an lmpress archive (bad magic bytes)")
+        self._crc = zlib.crc32(start)
+        self.offset = 4
+        version = self._read(1, "header")[0]
+        if version != VERSION:
+            raise LmpressError(f"unsupported archive format version {version} (this lmpress reads {VERSION})")
+        (n,) = struct.unpack("<H", self._read(2, "header"))
+        settings_raw = self._read(n, "header")
+        model_id = self._read(32, "header").hex()
+        body_crc = self._crc
+        (stored,) = struct.unpack("<I", self._read(4, "header"))
+        if stored != body_crc:
+            raise LmpressError("archive is corrupted (header checksum mismatch)")
+        try:
+            s = json.loads(settings_raw)
+            return Header(s["model"], model_id, s["model_info"], int(s["chunk_size"]),
+                          int(s["block_chunks"]), s["coder"])
+        except (ValueError, KeyError, TypeError):
+            raise LmpressError("archive is corrupted (unreadable header settings)") from None
+
+    def blocks(self):
+        """Yield (index, frame, payload) for every block, then read and check the trailer."""
+        offsets = []
+        index = 0
+        while True:
+            offset = self.offset
+            first = self._read(4, "block table")
+            (raw_length,) = struct.unpack("<I", first)
+            if raw_length == END_MARK:
+                break
+            rest = self._read(_FRAME.size - 4, f"frame of block {index}")
+            frame = BlockFrame(*_FRAME.unpack(first + rest))
+            (stored,) = struct.unpack("<I", self._read(4, f"frame of block {index}"))
+            if stored != zlib.crc32(first + rest):
+                raise LmpressError(f"archive is corrupted (frame of block {index} fails its checksum)")
+            if frame.raw_length == 0 or frame.raw_length > self.header.chunk_size * self.header.block_chunks:
+                raise LmpressError(f"archive is corrupted (block {index} has an impossible length)")
+            payload = self._read(frame.payload_length, f"block {index}")
+            if zlib.crc32(payload) != frame.payload_crc:
+                raise LmpressError(f"archive is corrupted (block {index} fails its checksum)")
+            offsets.append(offset)
+            yield index, frame, payload
+            index += 1
+        self.trailer = self._read_trailer(offsets)
+
+    def _read_trailer(self, offsets: list[int]) -> Trailer:
+        rest = self._read(_TRAILER_HEAD.size - 4, "trailer")
+        count, original_length, data_crc = struct.unpack("<IQI", rest)
+        if count != len(offsets):
+            raise LmpressError("archive is corrupted (block count in the trailer does not match)")
+        stored_offsets = list(struct.unpack(f"<{count}Q", self._read(8 * count, "trailer")))
+        expected_crc = self._crc
+        (file_crc,) = struct.unpack("<I", self._read(4, "trailer"))
+        if file_crc != expected_crc:
+            raise LmpressError("archive is corrupted (whole-file checksum mismatch)")
+        if stored_offsets != offsets:
+            raise LmpressError("archive is corrupted (block index does not match the blocks)")
+        if self._stream.read(1):
+            raise LmpressError("archive has trailing garbage after its end")
+        return Trailer(original_length, data_crc, stored_offsets)
+
+
+def n_chunks(raw_length: int, chunk_size: int) -> int:
+    return -(-raw_length // chunk_size)

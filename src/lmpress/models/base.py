@@ -1,0 +1,31 @@
+"""The Predictor protocol: what the codec needs from any model.
+
+A predictor advances a batch of independent sequences in lockstep. Each
+sequence starts from a BOS state; every ``advance`` call feeds one symbol per
+sequence and returns the next-symbol distribution of every sequence. The
+encoder and the decoder make exactly the same calls, so both see bit-identical
+probabilities (DESIGN.md, contract 2).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+import numpy as np
+
+
+class Predictor(Protocol):
+    name: str  # the name an archive records (registry name or path)
+    model_id: str  # hex SHA-256 of weights and config
+
+    def describe(self) -> dict[str, Any]:
+        """Facts for the archive header and ``lmpress info`` (parameters, layers, ...)."""
+        ...
+
+    def begin(self, batch: int) -> np.ndarray:
+        """Start ``batch`` sequences at BOS; return the first distributions, float32 [batch, 256]."""
+        ...
+
+    def advance(self, symbols: np.ndarray) -> np.ndarray:
+        """Feed one symbol per sequence (int array [batch]); return the next distributions."""
+        ...

@@ -1,0 +1,245 @@
+"""The training loop: one model, one loop, checkpoints and resume (nanoGPT's train.py in spirit).
+
+Everything needed to resume sits in ``<out>/checkpoint.pt`` (weights, optimizer,
+step, random-generator states, log); killing the process and running the same
+command again continues where it stopped. The final model goes to
+``<out>/model.pt`` with its manifest (data, split, steps, tokens, time, losses,
+command) and a ``MODEL_CARD.md`` and ``loss.png`` beside it.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shlex
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from lmpress.data.corpus import SPLIT, corpus_root, split_files
+from lmpress.models.store import model_id, save_model
+from lmpress.models.transformer import PRESETS, ByteTransformer, TransformerConfig
+from lmpress.progress import Progress
+from lmpress.train.data import MixtureSampler, ModalityStream, eval_chunks
+
+LN2 = math.log(2)
+
+
+@dataclass
+class TrainConfig:
+    out_dir: str
+    size: str = "800k"
+    weights: dict[str, float] = field(default_factory=lambda: {"text": 1.0, "image": 1.0, "audio": 1.0})
+    seq_len: int = 1024
+    batch_size: int = 32
+    max_steps: int = 6000
+    lr: float = 2e-3
+    min_lr: float = 2e-4
+    warmup: int = 200
+    weight_decay: float = 0.01
+    eval_every: int = 200
+    eval_chunks: int = 48
+    checkpoint_every: int = 50
+    seed: int = 0
+    threads: int = 2
+    command: str = ""
+
+
+def learning_rate(cfg: TrainConfig, step: int) -> float:
+    if step < cfg.warmup:
+        return cfg.lr * (step + 1) / cfg.warmup
+    progress = min(1.0, (step - cfg.warmup) / max(1, cfg.max_steps - cfg.warmup))
+    return cfg.min_lr + 0.5 * (cfg.lr - cfg.min_lr) * (1 + math.cos(math.pi * progress))
+
+
+def bits_per_byte(model: ByteTransformer, inputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    logits = model(inputs)
+    return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1)) / LN2
+
+
+@torch.no_grad()
+def evaluate(model: ByteTransformer, held_out: dict[str, torch.Tensor]) -> dict[str, float]:
+    """Teacher-forced bits per byte on fixed held-out 2048-byte chunks, per modality."""
+    from lmpress.models.transformer import BOS
+
+    model.eval()
+    result = {}
+    for name, chunks in held_out.items():
+        inputs = torch.cat([torch.full((len(chunks), 1), BOS), chunks[:, :-1]], dim=1)
+        total = sum(bits_per_byte(model, inputs[i:i + 8], chunks[i:i + 8]).item() * len(chunks[i:i + 8])
+                    for i in range(0, len(chunks), 8))
+        result[name] = total / len(chunks)
+    model.train()
+    return result
+
+
+def train(cfg: TrainConfig) -> Path:
+    torch.set_num_threads(cfg.threads)
+    out = Path(cfg.out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    ckpt_path = out / "checkpoint.pt"
+    modalities = [m for m, w in cfg.weights.items() if w > 0]
+
+    torch.manual_seed(cfg.seed)
+    model_cfg: TransformerConfig = PRESETS[cfg.size]
+    model = ByteTransformer(model_cfg)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, betas=(0.9, 0.95),
+                                  weight_decay=cfg.weight_decay)
+    rng = np.random.default_rng(cfg.seed)
+    state = {"step": 0, "tokens": 0, "seconds": 0.0, "log": [], "evals": []}
+    if ckpt_path.exists():
+        ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=False)
+        model.load_state_dict(ckpt["model"])
+        optimizer.load_state_dict(ckpt["optimizer"])
+        rng.bit_generator.state = ckpt["numpy_rng"]
+        torch.set_rng_state(ckpt["torch_rng"])
+        state = ckpt["state"]
+        print(f"resuming from step {state['step']}", file=sys.stderr)
+
+    streams = {m: ModalityStream(m, split_files(m, "train")) for m in modalities}
+    sampler = MixtureSampler(streams, {m: cfg.weights[m] for m in modalities}, cfg.seq_len)
+    held_out = {m: eval_chunks(m, split_files(m, "eval"), cfg.eval_chunks) for m in ("text", "image", "audio")}
+
+    def checkpoint() -> None:
+        tmp = ckpt_path.with_suffix(".tmp")
+        torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                    "numpy_rng": rng.bit_generator.state, "torch_rng": torch.get_rng_state(),
+                    "state": state, "train_config": asdict(cfg)}, tmp)
+        os.replace(tmp, ckpt_path)
+
+    model.train()
+    tokens_per_step = cfg.batch_size * cfg.seq_len
+    bar = Progress(total=cfg.max_steps * tokens_per_step, unit="tok", desc="train",
+                   initial=state["step"] * tokens_per_step)
+    while state["step"] < cfg.max_steps:
+        t0 = time.perf_counter()
+        for group in optimizer.param_groups:
+            group["lr"] = learning_rate(cfg, state["step"])
+        inputs, targets = sampler.batch(rng, cfg.batch_size)
+        loss = bits_per_byte(model, inputs, targets)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        optimizer.step()
+        state["step"] += 1
+        state["tokens"] += tokens_per_step
+        state["seconds"] += time.perf_counter() - t0
+        state["log"].append((state["step"], loss.item()))
+        recent = [x for _, x in state["log"][-20:]]
+        bar.update(tokens_per_step, status=f"loss {sum(recent) / len(recent):.3f} bits/byte (last 20 steps)")
+        if state["step"] % cfg.eval_every == 0 or state["step"] == cfg.max_steps:
+            scores = evaluate(model, held_out)
+            state["evals"].append({"step": state["step"], **scores})
+            bar.write(f"step {state['step']}: held-out bits/byte "
+                      + ", ".join(f"{k} {v:.3f}" for k, v in scores.items()))
+        if state["step"] % cfg.checkpoint_every == 0 or state["step"] == cfg.max_steps:
+            checkpoint()
+    bar.close()
+
+    manifest = {
+        "name": out.name,
+        "size": cfg.size,
+        "parameters": model.num_parameters(),
+        "non_embedding_parameters": model.num_parameters(non_embedding=True),
+        "modalities": modalities,
+        "mixture_weights": {m: cfg.weights[m] for m in modalities},
+        "split": {m: SPLIT[m] for m in ("text", "image", "audio")},
+        "corpus_root": str(corpus_root()),
+        "train_files": {m: streams[m].files for m in modalities},
+        "train_bytes": {m: int(len(streams[m].data)) for m in modalities},
+        "steps": state["step"],
+        "tokens": state["tokens"],
+        "train_seconds": round(state["seconds"], 1),
+        "final_train_bits_per_byte": float(np.mean([x for _, x in state["log"][-100:]])),
+        "held_out_bits_per_byte": state["evals"][-1] if state["evals"] else {},
+        "train_config": asdict(cfg),
+        "command": cfg.command,
+    }
+    model_path = out / "model.pt"
+    save_model(model_path, model, manifest)
+    manifest["model_id"] = model_id(model)
+    (out / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
+    write_model_card(out / "MODEL_CARD.md", manifest)
+    plot_losses(out / "loss.png", state)
+    return model_path
+
+
+def write_model_card(path: Path, m: dict) -> None:
+    held = m["held_out_bits_per_byte"]
+    lines = [
+        f"# {m['name']}: byte transformer ({m['size']}, {m['parameters']:,} parameters)",
+        "",
+        f"* model id: `{m['model_id']}`",
+        f"* architecture: {json.dumps(PRESETS[m['size']].to_dict())}",
+        f"* trained on: {', '.join(m['modalities'])} (mixture weights {m['mixture_weights']})",
+        f"* training bytes per modality: {m['train_bytes']}",
+        f"* split (paths under the corpus root; held-out files never trained on): `{json.dumps(m['split'])}`",
+        f"* steps: {m['steps']}, tokens: {m['tokens']:,}, wall time: {m['train_seconds'] / 60:.1f} min",
+        f"* final training loss: {m['final_train_bits_per_byte']:.3f} bits/byte (mean of the last 100 steps)",
+        "* held-out bits/byte (teacher-forced, 2048-byte chunks): "
+        + ", ".join(f"{k} {v:.3f}" for k, v in held.items() if k != "step"),
+        f"* command: `{m['command']}`",
+        "",
+        "The full list of training files is in `manifest.json`.",
+    ]
+    path.write_text("\n".join(lines) + "\n")
+
+
+def plot_losses(path: Path, state: dict) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    steps, losses = zip(*state["log"]) if state["log"] else ((), ())
+    fig, ax = plt.subplots(figsize=(7, 4))
+    window = 50
+    if len(losses) >= window:
+        smooth = np.convolve(losses, np.ones(window) / window, mode="valid")
+        ax.plot(steps[window - 1:], smooth, label="train (50-step mean)", color="gray")
+    for name in ("text", "image", "audio"):
+        pts = [(e["step"], e[name]) for e in state["evals"] if name in e]
+        if pts:
+            ax.plot(*zip(*pts), marker="o", label=f"held-out {name}")
+    ax.set_xlabel("step")
+    ax.set_ylabel("bits per byte")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def main(argv: list[str] | None = None) -> None:
+    import argparse
+
+    p = argparse.ArgumentParser(prog="lmpress train")
+    p.add_argument("out_dir")
+    p.add_argument("--size", default="800k", choices=sorted(PRESETS))
+    p.add_argument("--text", type=float, default=1.0, help="mixture weight of text")
+    p.add_argument("--image", type=float, default=1.0, help="mixture weight of image")
+    p.add_argument("--audio", type=float, default=1.0, help="mixture weight of audio")
+    p.add_argument("--steps", type=int, default=6000)
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--seq-len", type=int, default=1024)
+    p.add_argument("--lr", type=float, default=2e-3)
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--seed", type=int, default=0)
+    a = p.parse_args(argv)
+    cfg = TrainConfig(out_dir=a.out_dir, size=a.size,
+                      weights={"text": a.text, "image": a.image, "audio": a.audio},
+                      max_steps=a.steps, batch_size=a.batch_size, seq_len=a.seq_len, lr=a.lr,
+                      threads=a.threads, seed=a.seed,
+                      command="lmpress train " + shlex.join(argv if argv is not None else sys.argv[1:]))
+    path = train(cfg)
+    print(f"wrote {path}")
+
+
+if __name__ == "__main__":
+    main()

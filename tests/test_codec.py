@@ -1,0 +1,122 @@
+"""Round trips through the default model, and an archive's defences against bad input."""
+
+import os
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import lmpress
+from lmpress.data.views import view_bytes
+
+
+def roundtrip(data: bytes, **kw) -> bytes:
+    blob = lmpress.compress(data, **kw)
+    assert lmpress.decompress(blob) == data
+    return blob
+
+
+@pytest.mark.parametrize("size", [0, 1, 2048, 2049])
+def test_edge_sizes(size):
+    data = os.urandom(size)
+    blob = roundtrip(data)
+    info_len = len(blob)
+    assert info_len > 0
+
+
+def test_random_bytes_several_blocks():
+    roundtrip(os.urandom(3000), chunk_size=256, block_chunks=4)
+
+
+@pytest.mark.parametrize("modality,relpath", [
+    ("text", "wiki/enwik8_head/enwik5"),
+    ("image", "image/kodak/kodim23.png"),
+    ("audio", "audio/librispeech_test-clean"),
+])
+def test_corpus_modalities(corpus, modality, relpath):
+    path = corpus / relpath
+    if path.is_dir():
+        path = sorted(path.glob("*.flac"))[0]
+    data = view_bytes(path, modality)[4000:4000 + 4096 + 100]  # two full chunks and a short one
+    blob = roundtrip(data)
+    assert len(blob) < len(data)
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(data=st.binary(max_size=200), chunk_size=st.integers(1, 64), block_chunks=st.integers(1, 5))
+def test_property_roundtrip(data, chunk_size, block_chunks):
+    roundtrip(data, chunk_size=chunk_size, block_chunks=block_chunks)
+
+
+def test_same_archive_for_any_worker_count():
+    data = os.urandom(1500) + b"hello world " * 100
+    kw = dict(chunk_size=128, block_chunks=3)
+    one = lmpress.compress(data, workers=1, **kw)
+    two = lmpress.compress(data, workers=2, **kw)
+    assert one == two
+    assert lmpress.decompress(two, workers=2) == data
+
+
+def test_same_archive_every_run():
+    data = b"determinism " * 50
+    assert lmpress.compress(data, chunk_size=100) == lmpress.compress(data, chunk_size=100)
+
+
+def test_incremental_compressor_matches_one_shot():
+    data = os.urandom(700)
+    c = lmpress.LmpressCompressor(chunk_size=64, block_chunks=2)
+    pieces = [c.compress(data[i:i + 97]) for i in range(0, len(data), 97)]
+    blob = b"".join(pieces) + c.flush()
+    assert blob == lmpress.compress(data, chunk_size=64, block_chunks=2)
+
+
+def test_open_write_then_read(tmp_path):
+    data = b"file api " * 40
+    path = tmp_path / "x.lmpz"
+    with lmpress.open(path, "wb") as f:
+        f.write(data[:100])
+        f.write(data[100:])
+    with lmpress.open(path) as f:
+        assert f.read() == data
+
+
+SMALL = b"The quick brown fox jumps over the lazy dog. " * 2
+
+
+@pytest.fixture(scope="module")
+def small_archive():
+    return lmpress.compress(SMALL, chunk_size=32, block_chunks=2)
+
+
+def test_every_single_byte_change_detected(small_archive):
+    for i in range(len(small_archive)):
+        for flip in (0x01, 0xFF):
+            bad = bytearray(small_archive)
+            bad[i] ^= flip
+            with pytest.raises(lmpress.LmpressError):
+                lmpress.decompress(bytes(bad))
+
+
+def test_truncation_at_every_offset_detected(small_archive):
+    for n in range(len(small_archive)):
+        with pytest.raises(lmpress.LmpressError, match="truncated|not an lmpress"):
+            lmpress.decompress(small_archive[:n])
+
+
+def test_trailing_garbage_detected(small_archive):
+    with pytest.raises(lmpress.LmpressError, match="trailing"):
+        lmpress.decompress(small_archive + b"\0")
+
+
+def test_wrong_model_detected(other_model):
+    blob = lmpress.compress(SMALL, model=str(other_model), chunk_size=32)
+    assert lmpress.decompress(blob) == SMALL  # the archive names its model file
+    with pytest.raises(lmpress.LmpressError, match="made with model"):
+        lmpress.decompress(blob, model="default")
+    with pytest.raises(lmpress.LmpressError, match="made with model"):
+        lmpress.decompress(lmpress.compress(SMALL), model=str(other_model))
+
+
+def test_unknown_model_named():
+    with pytest.raises(lmpress.LmpressError, match="unknown model"):
+        lmpress.compress(b"x", model="no-such-model")
