@@ -6,11 +6,11 @@ import math
 import platform
 import resource
 import time
-from collections.abc import Callable
 
 import numpy as np
 import torch
 
+from lmpress.baselines import BYTES, Compressor, Layout
 from lmpress.models.transformer import BOS, ByteTransformer
 
 
@@ -82,14 +82,23 @@ def cross_entropy_bits(model: ByteTransformer, data: bytes, chunk_size: int, bat
     return total
 
 
-def chunked_size(compress: Callable[[bytes], bytes], data: bytes, chunk: int) -> int:
-    """A classical codec's size on ``chunk``-byte pieces, its fixed container counted once.
+def chunked_size(codec: Compressor, data: bytes, layout: Layout = BYTES, chunk: int = 2048) -> int:
+    """A classical codec's total size on ``chunk``-byte pieces, its fixed container counted once.
 
-    The fixed container is measured as the size of compressing empty input
-    (gzip -9: 20 bytes; xz: 32 bytes), subtracted from every chunk and added back once.
+    Every piece is decoded back and compared. ``layout`` describes one piece
+    (e.g. a 64-wide, 32-high image for a 2048-byte patch).
     """
-    fixed = len(compress(b""))
-    return sum(len(compress(data[i:i + chunk])) - fixed for i in range(0, len(data), chunk)) + fixed
+    fixed = codec.container_bytes(layout)
+    total = fixed
+    for i in range(0, len(data), chunk):
+        piece = data[i:i + chunk]
+        if layout.modality == "image" and len(piece) != layout.width * layout.height:
+            raise ValueError("image data must be whole patches")
+        blob = codec.compress(piece, layout)
+        if codec.decompress(blob, layout) != piece:
+            raise RuntimeError(f"{codec.name} failed to round-trip a chunk")
+        total += len(blob) - fixed
+    return total
 
 
 def mean_attended_context(chunk_size: int, span: int) -> float:

@@ -23,6 +23,7 @@ import torch
 import torch.nn.functional as F
 
 from lmpress.data.corpus import SPLIT, corpus_root, split_files
+from lmpress.errors import LmpressError
 from lmpress.models.store import model_id, save_model
 from lmpress.models.transformer import PRESETS, ByteTransformer, TransformerConfig
 from lmpress.progress import Progress
@@ -49,6 +50,7 @@ class TrainConfig:
     seed: int = 0
     threads: int = 2
     command: str = ""
+    export_only: bool = False  # write model.pt from the latest checkpoint without training further
 
 
 def learning_rate(cfg: TrainConfig, step: int) -> float:
@@ -101,6 +103,9 @@ def train(cfg: TrainConfig) -> Path:
         torch.set_rng_state(ckpt["torch_rng"])
         state = ckpt["state"]
         print(f"resuming from step {state['step']}", file=sys.stderr)
+    elif cfg.export_only:
+        raise LmpressError(f"nothing to export: no checkpoint in {out}")
+    state.setdefault("commands", []).append(cfg.command)  # every invocation, for the model card
 
     streams = {m: ModalityStream(m, split_files(m, "train")) for m in modalities}
     sampler = MixtureSampler(streams, {m: cfg.weights[m] for m in modalities}, cfg.seq_len)
@@ -117,7 +122,7 @@ def train(cfg: TrainConfig) -> Path:
     tokens_per_step = cfg.batch_size * cfg.seq_len
     bar = Progress(total=cfg.max_steps * tokens_per_step, unit="tok", desc="train",
                    initial=state["step"] * tokens_per_step)
-    while state["step"] < cfg.max_steps:
+    while state["step"] < cfg.max_steps and not cfg.export_only:
         t0 = time.perf_counter()
         for group in optimizer.param_groups:
             group["lr"] = learning_rate(cfg, state["step"])
@@ -141,6 +146,8 @@ def train(cfg: TrainConfig) -> Path:
         if state["step"] % cfg.checkpoint_every == 0 or state["step"] == cfg.max_steps:
             checkpoint()
     bar.close()
+    if not state["evals"] or state["evals"][-1]["step"] != state["step"]:
+        state["evals"].append({"step": state["step"], **evaluate(model, held_out)})
 
     manifest = {
         "name": out.name,
@@ -160,6 +167,7 @@ def train(cfg: TrainConfig) -> Path:
         "held_out_bits_per_byte": state["evals"][-1] if state["evals"] else {},
         "train_config": asdict(cfg),
         "command": cfg.command,
+        "commands": state["commands"],
     }
     model_path = out / "model.pt"
     save_model(model_path, model, manifest)
@@ -184,7 +192,8 @@ def write_model_card(path: Path, m: dict) -> None:
         f"* final training loss: {m['final_train_bits_per_byte']:.3f} bits/byte (mean of the last 100 steps)",
         "* held-out bits/byte (teacher-forced, 2048-byte chunks): "
         + ", ".join(f"{k} {v:.3f}" for k, v in held.items() if k != "step"),
-        f"* command: `{m['command']}`",
+        "* commands (every invocation of this run, in order; a resumed run continues from its checkpoint):",
+        *[f"  * `{c}`" for c in m["commands"]],
         "",
         "The full list of training files is in `manifest.json`.",
     ]
@@ -231,11 +240,12 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--lr", type=float, default=2e-3)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--export", action="store_true", help="only write model.pt from the latest checkpoint")
     a = p.parse_args(argv)
     cfg = TrainConfig(out_dir=a.out_dir, size=a.size,
                       weights={"text": a.text, "image": a.image, "audio": a.audio},
                       max_steps=a.steps, batch_size=a.batch_size, seq_len=a.seq_len, lr=a.lr,
-                      threads=a.threads, seed=a.seed,
+                      threads=a.threads, seed=a.seed, export_only=a.export,
                       command="lmpress train " + shlex.join(argv if argv is not None else sys.argv[1:]))
     path = train(cfg)
     print(f"wrote {path}")
