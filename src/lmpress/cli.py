@@ -27,7 +27,7 @@ from lmpress.coding.container import SUFFIX, ArchiveReader, n_chunks
 from lmpress.errors import LmpressError
 from lmpress.progress import Progress
 
-SUBCOMMANDS = ("compress", "decompress", "test", "info", "models", "demo", "train")
+SUBCOMMANDS = ("compress", "decompress", "test", "info", "models", "demo", "train", "bench")
 
 
 class UsageError(Exception):
@@ -265,6 +265,41 @@ def run_demo(args) -> int:
     return 0 if same else 1
 
 
+def run_bench(args) -> int:
+    """The studies' comparison table on any data: every figure decoded and checked."""
+    from lmpress.baselines import ALL as BASELINES
+    from lmpress.bench.datasets import load_dataset
+    from lmpress.bench.harness import LMPRESS_PREFIX, run
+    from lmpress.bench.measure import machine_line
+    from lmpress.bench.report import markdown, write_outputs
+
+    quick = args.quick
+    max_bytes = args.max_bytes or (64_000 if quick else 1_000_000)
+    data = args.data or ["wiki", "image", "audio", "random"]
+    if args.compressors:
+        compressors = [c.strip() for c in args.compressors.split(",") if c.strip()]
+    elif quick:
+        compressors = ["gzip", "xz", "png", "flac", f"{LMPRESS_PREFIX}default"]
+    else:
+        compressors = [*BASELINES, f"{LMPRESS_PREFIX}default"]
+    datasets = [load_dataset(d, max_bytes if d != "random" else min(max_bytes, 16_000 if quick else 100_000),
+                             args.modality) for d in data]
+    total = sum(ds.raw_bytes for ds in datasets) * len(compressors) * len(args.protocols)
+    bar = None if args.quiet else Progress(total=total, desc="bench", unit="B")
+    cache = None if args.no_cache else Path(args.cache_dir)
+    results = run(datasets, compressors, args.protocols, cache, workers=max(1, args.workers or 1),
+                  progress=bar.update if bar else None)
+    if bar:
+        bar.close()
+    machine = machine_line()
+    settings = {"data": data, "max_bytes": max_bytes, "compressors": compressors, "protocols": args.protocols}
+    paths = write_outputs(results, Path(args.out), machine, settings)
+    print(markdown(results, machine))
+    if not args.quiet:
+        print(f"wrote {', '.join(str(p) for p in paths.values())}", file=sys.stderr)
+    return 0
+
+
 # --------------------------------------------------------------------------------- parser
 
 
@@ -310,6 +345,19 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("file", nargs="?", help="default: Wikipedia XML (enwik5) from ../shared/corpus")
     demo.add_argument("-m", "--model")
     _common(demo)
+    b = sub.add_parser("bench", help="compare lmpress models with classical codecs on real data")
+    b.add_argument("data", nargs="*", help="presets wiki, text, image, audio, random, or files/folders "
+                   "(default: wiki image audio random)")
+    b.add_argument("--modality", choices=["text", "image", "audio", "bytes"], help="how to read DATA paths")
+    b.add_argument("--compressors", help="comma-separated: gzip,bzip2,xz,zstd,brotli,ppmd,png,jpeg2000,"
+                   "jpegxl,flac,lmpress:MODEL (default: all)")
+    b.add_argument("--protocols", nargs="+", default=["chunked", "unchunked"], choices=["chunked", "unchunked"])
+    b.add_argument("--max-bytes", type=int, help="bytes per dataset (default 1 MB; --quick 64 KB)")
+    b.add_argument("--quick", action="store_true", help="a small preset that runs in a few minutes")
+    b.add_argument("--out", default="bench-results", help="folder for bench.md/.json/.csv and PNG plots")
+    b.add_argument("--cache-dir", default=str(Path.home() / ".cache" / "lmpress" / "bench"))
+    b.add_argument("--no-cache", action="store_true")
+    _common(b)
     sub.add_parser("train", help="train a byte transformer (see: lmpress train --help)", add_help=False)
     return p
 
@@ -334,7 +382,8 @@ def main(argv: list[str] | None = None) -> int:
             return run_test(args)
         if args.command in ("compress", "decompress"):
             return run_codec(args, decompress=args.command == "decompress" or args.decompress)
-        return {"test": run_test, "info": run_info, "models": run_models, "demo": run_demo}[args.command](args)
+        commands = {"test": run_test, "info": run_info, "models": run_models, "demo": run_demo, "bench": run_bench}
+        return commands[args.command](args)
     except UsageError as e:
         parser.error(str(e))
     except LmpressError as e:
