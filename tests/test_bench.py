@@ -10,8 +10,8 @@ from lmpress.bench.harness import run
 
 
 def test_classical_and_model_rows_on_tiny_data(tmp_path):
-    wiki = load_dataset("wiki", 6000)
-    image = load_dataset("image", 2 * 2048 * 12)
+    wiki = load_dataset("wiki", 3000)
+    image = load_dataset("image", 3 * 2048)
     results = run([wiki, image], ["gzip", "png", "lmpress:default"], ["chunked", "unchunked"], tmp_path / "cache")
     by = {(r.dataset, r.compressor, r.protocol): r for r in results}
 
@@ -35,7 +35,7 @@ def test_classical_and_model_rows_on_tiny_data(tmp_path):
 def test_bench_cli_writes_table_json_csv_and_plots(tmp_path):
     out = tmp_path / "out"
     r = subprocess.run([sys.executable, "-m", "lmpress.cli", "bench", "wiki", "random", "--quick", "--max-bytes",
-                        "5000", "--compressors", "gzip,xz,lmpress:default", "--no-cache", "--out", str(out), "-q"],
+                        "3000", "--compressors", "gzip,xz,lmpress:default", "--no-cache", "--out", str(out), "-q"],
                        capture_output=True, timeout=600)
     assert r.returncode == 0, r.stderr
     assert b"| gzip -9 | chunked |" in r.stdout

@@ -52,8 +52,12 @@ def _image_item(path: Path, budget: int) -> Item:
     pixels = grayscale_pixels(path)
     rows = pixels.shape[0] // PATCH_ROWS
     cols = pixels.shape[1] // PATCH_COLS
-    # Keep whole patch rows within the byte budget; the image keeps its true width.
-    rows = max(1, min(rows, budget // (CHUNK * max(cols, 1))))
+    # Keep whole patch rows within the byte budget (the image keeps its true width), or
+    # for a budget below one patch row, the left part of the first row.
+    if cols * CHUNK > budget:
+        rows, cols = 1, max(1, budget // CHUNK)
+    else:
+        rows = min(rows, budget // (CHUNK * cols))
     cropped = np.ascontiguousarray(pixels[: rows * PATCH_ROWS, : cols * PATCH_COLS])
     layout = Layout("image", width=cropped.shape[1], height=cropped.shape[0])
     patch = Layout("image", width=PATCH_COLS, height=PATCH_ROWS)

@@ -138,7 +138,8 @@ def run(datasets: list[Dataset], compressors: list[str], protocols: list[str], c
                 path = cache_dir / f"{key}.json" if cache_dir else None
                 if path is not None and path.exists():
                     d = json.loads(path.read_text())
-                    results.append(Result(**{k: d[k] for k in Result.__dataclass_fields__ if k in d}, cached=True))
+                    results.append(Result(**{k: d[k] for k in Result.__dataclass_fields__ if k in d and k != "cached"},
+                                          cached=True))
                     if progress:
                         progress(ds.raw_bytes)
                     continue

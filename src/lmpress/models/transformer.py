@@ -93,6 +93,14 @@ class Attention(nn.Module):
         y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, enable_gqa=True)
         return self.out_proj(y.transpose(1, 2).reshape(b, t, cfg.n_head * hd))
 
+    def fuse_for_inference(self) -> None:
+        """One projection matrix for q, k, v, with the 1/sqrt(head_dim) score scale folded into q.
+
+        Called whenever a coding cache is created, so it always reflects the current weights.
+        """
+        scale = 1.0 / math.sqrt(self.cfg.head_dim)
+        self._qkv_weight = torch.cat([self.q_proj.weight * scale, self.kv_proj.weight]).detach()
+
     def step(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor,
              k_cache: torch.Tensor, v_cache: torch.Tensor, pos: int) -> torch.Tensor:
         """x: [B, d]; pos: index of x in its sequence.
@@ -101,14 +109,14 @@ class Attention(nn.Module):
         streams contiguous rows), values [B, n_kv, span, hd].
         """
         cfg, b = self.cfg, x.shape[0]
-        hd, groups = cfg.head_dim, cfg.n_head // cfg.n_kv_head
-        q = self.q_proj(x).view(b, cfg.n_kv_head, groups, hd)
-        k, v = self.kv_proj(x).view(b, 2, cfg.n_kv_head, hd).unbind(1)
-        q, k = apply_rope(q, cos, sin) * (1.0 / math.sqrt(hd)), apply_rope(k, cos, sin)
+        hd, groups, n_q, n_kv = cfg.head_dim, cfg.n_head // cfg.n_kv_head, cfg.n_head, cfg.n_kv_head
+        qkv = F.linear(x, self._qkv_weight).view(b, n_q + 2 * n_kv, hd)
+        qk = apply_rope(qkv[:, : n_q + n_kv], cos, sin)  # rotate queries and keys together
         slot = pos % cfg.attn_span
-        k_cache[:, :, :, slot] = k
-        v_cache[:, :, slot] = v
+        k_cache[:, :, :, slot] = qk[:, n_q:]
+        v_cache[:, :, slot] = qkv[:, n_q + n_kv:]
         filled = min(pos + 1, cfg.attn_span)  # read only what is attended
+        q = qk[:, :n_q].reshape(b, n_kv, groups, hd)
         scores = torch.matmul(q, k_cache[..., :filled])  # [B, n_kv, groups, filled]
         y = torch.matmul(torch.softmax(scores, dim=-1), v_cache[:, :, :filled])  # [B, n_kv, groups, hd]
         return self.out_proj(y.reshape(b, cfg.n_head * hd))
@@ -181,6 +189,8 @@ class ByteTransformer(nn.Module):
         return self.head(self.norm_out(x))
 
     def new_cache(self, batch: int) -> KVCache:
+        for block in self.blocks:
+            block.attn.fuse_for_inference()
         return KVCache(self.cfg, batch)
 
     @torch.no_grad()

@@ -23,6 +23,7 @@ import torch
 import torch.nn.functional as F
 
 from lmpress.data.corpus import SPLIT, corpus_root, split_files
+from lmpress.data.views import files_of
 from lmpress.errors import LmpressError
 from lmpress.models.store import model_id, save_model
 from lmpress.models.transformer import PRESETS, ByteTransformer, TransformerConfig
@@ -51,6 +52,24 @@ class TrainConfig:
     threads: int = 2
     command: str = ""
     export_only: bool = False  # write model.pt from the latest checkpoint without training further
+    # Optional data per modality (files or folders) replacing the corpus split: {"text": [paths]}.
+    train_paths: dict[str, list[str]] = field(default_factory=dict)
+    eval_paths: dict[str, list[str]] = field(default_factory=dict)
+
+
+def data_split(cfg: TrainConfig, modality: str) -> tuple[list[Path], list[Path]]:
+    """(train files, held-out files) of a modality: given paths, else the corpus split. Never overlapping."""
+    def pick(given: list[str], side: str) -> list[Path]:
+        return [f for p in given for f in files_of(Path(p), modality)] if given else split_files(modality, side)
+
+    train_files = pick(cfg.train_paths.get(modality, []), "train")
+    eval_files = pick(cfg.eval_paths.get(modality, []), "eval")
+    overlap = {f.resolve() for f in train_files} & {f.resolve() for f in eval_files}
+    if overlap:
+        raise LmpressError(f"{len(overlap)} {modality} file(s) on both sides of the split, e.g. {min(overlap)}")
+    if not train_files:
+        raise LmpressError(f"no {modality} training files")
+    return train_files, eval_files
 
 
 def learning_rate(cfg: TrainConfig, step: int) -> float:
@@ -107,9 +126,10 @@ def train(cfg: TrainConfig) -> Path:
         raise LmpressError(f"nothing to export: no checkpoint in {out}")
     state.setdefault("commands", []).append(cfg.command)  # every invocation, for the model card
 
-    streams = {m: ModalityStream(m, split_files(m, "train")) for m in modalities}
+    splits = {m: data_split(cfg, m) for m in ("text", "image", "audio")}
+    streams = {m: ModalityStream(m, splits[m][0]) for m in modalities}
     sampler = MixtureSampler(streams, {m: cfg.weights[m] for m in modalities}, cfg.seq_len)
-    held_out = {m: eval_chunks(m, split_files(m, "eval"), cfg.eval_chunks) for m in ("text", "image", "audio")}
+    held_out = {m: eval_chunks(m, splits[m][1], cfg.eval_chunks) for m in ("text", "image", "audio") if splits[m][1]}
 
     def checkpoint() -> None:
         tmp = ckpt_path.with_suffix(".tmp")
@@ -148,6 +168,13 @@ def train(cfg: TrainConfig) -> Path:
     bar.close()
     if not state["evals"] or state["evals"][-1]["step"] != state["step"]:
         state["evals"].append({"step": state["step"], **evaluate(model, held_out)})
+    # Model FLOP utilization: 6 x parameters x tokens/s over this machine's float32 matmul rate,
+    # measured now, in this run, with the training thread count.
+    from lmpress.bench.measure import matmul_flops
+
+    peak = matmul_flops(cfg.threads)
+    tokens_per_second = state["tokens"] / max(state["seconds"], 1e-9)
+    mfu = 6 * model.num_parameters() * tokens_per_second / peak
 
     manifest = {
         "name": out.name,
@@ -156,13 +183,18 @@ def train(cfg: TrainConfig) -> Path:
         "non_embedding_parameters": model.num_parameters(non_embedding=True),
         "modalities": modalities,
         "mixture_weights": {m: cfg.weights[m] for m in modalities},
-        "split": {m: SPLIT[m] for m in ("text", "image", "audio")},
+        "split": {m: {"train": cfg.train_paths.get(m) or SPLIT[m]["train"],
+                      "eval": cfg.eval_paths.get(m) or SPLIT[m]["eval"]} for m in ("text", "image", "audio")},
+        "eval_files": {m: [str(f) for f in splits[m][1]] for m in ("text", "image", "audio")},
         "corpus_root": str(corpus_root()),
         "train_files": {m: streams[m].files for m in modalities},
         "train_bytes": {m: int(len(streams[m].data)) for m in modalities},
         "steps": state["step"],
         "tokens": state["tokens"],
         "train_seconds": round(state["seconds"], 1),
+        "tokens_per_second": round(tokens_per_second, 1),
+        "matmul_gflops": round(peak / 1e9, 1),
+        "model_flop_utilization": round(mfu, 4),
         "final_train_bits_per_byte": float(np.mean([x for _, x in state["log"][-100:]])),
         "held_out_bits_per_byte": state["evals"][-1] if state["evals"] else {},
         "train_config": asdict(cfg),
@@ -188,7 +220,10 @@ def write_model_card(path: Path, m: dict) -> None:
         f"* trained on: {', '.join(m['modalities'])} (mixture weights {m['mixture_weights']})",
         f"* training bytes per modality: {m['train_bytes']}",
         f"* split (paths under the corpus root; held-out files never trained on): `{json.dumps(m['split'])}`",
-        f"* steps: {m['steps']}, tokens: {m['tokens']:,}, wall time: {m['train_seconds'] / 60:.1f} min",
+        f"* steps: {m['steps']}, tokens: {m['tokens']:,}, wall time: {m['train_seconds'] / 60:.1f} min "
+        f"({m['tokens_per_second']:,.0f} tokens/s; model FLOP utilization {100 * m['model_flop_utilization']:.1f}% "
+        f"of {m['matmul_gflops']} GFLOP/s float32 matmul measured in the same run, "
+        f"{m['train_config']['threads']} threads)",
         f"* final training loss: {m['final_train_bits_per_byte']:.3f} bits/byte (mean of the last 100 steps)",
         "* held-out bits/byte (teacher-forced, 2048-byte chunks): "
         + ", ".join(f"{k} {v:.3f}" for k, v in held.items() if k != "step"),
@@ -225,12 +260,26 @@ def plot_losses(path: Path, state: dict) -> None:
     plt.close(fig)
 
 
+def _paths_by_modality(parser, specs: list[str]) -> dict[str, list[str]]:
+    out: dict[str, list[str]] = {}
+    for spec in specs:
+        modality, sep, path = spec.partition("=")
+        if not sep or modality not in ("text", "image", "audio"):
+            parser.error(f"expected MODALITY=PATH with MODALITY text, image or audio, got {spec!r}")
+        out.setdefault(modality, []).append(path)
+    return out
+
+
 def main(argv: list[str] | None = None) -> None:
     import argparse
 
     p = argparse.ArgumentParser(prog="lmpress train")
     p.add_argument("out_dir")
     p.add_argument("--size", default="800k", choices=sorted(PRESETS))
+    p.add_argument("--data", action="append", default=[], metavar="MODALITY=PATH",
+                   help="training files or folder for a modality, instead of the corpus split (repeatable)")
+    p.add_argument("--eval-data", action="append", default=[], metavar="MODALITY=PATH",
+                   help="held-out files or folder for a modality (repeatable)")
     p.add_argument("--text", type=float, default=1.0, help="mixture weight of text")
     p.add_argument("--image", type=float, default=1.0, help="mixture weight of image")
     p.add_argument("--audio", type=float, default=1.0, help="mixture weight of audio")
@@ -238,6 +287,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--seq-len", type=int, default=1024)
     p.add_argument("--lr", type=float, default=2e-3)
+    p.add_argument("--eval-every", type=int, default=200, help="steps between held-out evaluations")
+    p.add_argument("--eval-chunks", type=int, default=48, help="held-out 2048-byte chunks per modality")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--export", action="store_true", help="only write model.pt from the latest checkpoint")
@@ -245,7 +296,9 @@ def main(argv: list[str] | None = None) -> None:
     cfg = TrainConfig(out_dir=a.out_dir, size=a.size,
                       weights={"text": a.text, "image": a.image, "audio": a.audio},
                       max_steps=a.steps, batch_size=a.batch_size, seq_len=a.seq_len, lr=a.lr,
+                      eval_every=a.eval_every, eval_chunks=a.eval_chunks, warmup=min(200, max(1, a.steps // 10)),
                       threads=a.threads, seed=a.seed, export_only=a.export,
+                      train_paths=_paths_by_modality(p, a.data), eval_paths=_paths_by_modality(p, a.eval_data),
                       command="lmpress train " + shlex.join(argv if argv is not None else sys.argv[1:]))
     path = train(cfg)
     print(f"wrote {path}")
