@@ -10,12 +10,15 @@ from typing import BinaryIO
 from lmpress.codec import (
     DEFAULT_BLOCK_CHUNKS,
     DEFAULT_CHUNK_SIZE,
+    DecodedCheck,
     compress_stream,
+    decode_block,
     decompress_stream,
     encode_block,
     make_header,
+    predictor_for_archive,
 )
-from lmpress.coding.container import ArchiveWriter
+from lmpress.coding.container import ArchiveReader, ArchiveWriter
 from lmpress.models.registry import load_predictor
 
 
@@ -76,6 +79,85 @@ class LmpressCompressor:
             self._pending.clear()
         self._writer.finish()
         return self._take_output()
+
+
+class _NeedInput(Exception):
+    pass
+
+
+class _Feed:
+    """A growing byte buffer read like a stream; a read past its end asks for more input."""
+
+    def __init__(self) -> None:
+        self.buffer = bytearray()
+        self.pos = 0
+
+    def read(self, n: int) -> bytes:
+        if self.pos + n > len(self.buffer):
+            raise _NeedInput
+        data = bytes(self.buffer[self.pos:self.pos + n])
+        self.pos += n
+        return data
+
+    def compact(self) -> None:
+        del self.buffer[: self.pos]
+        self.pos = 0
+
+
+class LmpressDecompressor:
+    """Incremental decompression, like ``lzma.LZMADecompressor``: feed pieces, get whole blocks back.
+
+    ``eof`` turns true after the trailer has been read and checked; bytes after
+    the archive are kept in ``unused_data``.
+    """
+
+    def __init__(self, model: str | None = None) -> None:
+        self._model = model
+        self._feed = _Feed()
+        self._reader: ArchiveReader | None = None
+        self._predictor = None
+        self._check = DecodedCheck()
+        self.eof = False
+        self.unused_data = b""
+
+    @property
+    def needs_input(self) -> bool:
+        return not self.eof
+
+    def decompress(self, data: bytes) -> bytes:
+        if self.eof:
+            raise EOFError("already at end of stream")
+        self._feed.buffer += data
+        out = bytearray()
+        if self._reader is None:
+            try:
+                self._reader = ArchiveReader(self._feed, strict_end=False)  # type: ignore[arg-type]
+            except _NeedInput:
+                self._feed.pos = 0
+                return b""
+            self._predictor = predictor_for_archive(self._reader.header, self._model)
+            self._feed.compact()
+        reader = self._reader
+        while True:
+            state = reader.snapshot()
+            try:
+                block = reader.next_block()
+            except _NeedInput:
+                reader.restore(state)
+                self._feed.pos = 0
+                break
+            self._feed.compact()
+            if block is None:
+                assert reader.trailer is not None
+                self._check.end(reader.trailer)
+                self.eof = True
+                self.unused_data = bytes(self._feed.buffer)
+                break
+            frame, payload = block
+            decoded = decode_block(self._predictor, payload, frame.raw_length, reader.header.chunk_size)
+            self._check.block(frame, decoded)
+            out += decoded
+        return bytes(out)
 
 
 class _WriteFile(io.RawIOBase):

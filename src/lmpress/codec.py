@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from lmpress.coding import entropy
-from lmpress.coding.container import ArchiveReader, ArchiveWriter, BlockFrame, Header
+from lmpress.coding.container import ArchiveReader, ArchiveWriter, BlockFrame, Header, Trailer
 from lmpress.errors import LmpressError
 from lmpress.models.base import Predictor
 from lmpress.models.registry import load_predictor
@@ -232,11 +232,42 @@ def compress_stream(src: BinaryIO, dst: BinaryIO, model: str = "default", *,
     return stats
 
 
-def check_model(header: Header, predictor: Predictor) -> None:
+def predictor_for_archive(header: Header, model: str | None) -> Predictor:
+    """The predictor that decodes an archive: the one it names, or ``model``; refuse any other weights."""
+    if header.coder != CODER:
+        raise LmpressError(f"archive uses coder {header.coder!r}, this lmpress has {CODER!r}")
+    try:
+        predictor = load_predictor(model or header.model_name)
+    except LmpressError:
+        if model is None:
+            raise LmpressError(f"archive needs model {header.model_name!r} (id {header.model_id[:12]}), "
+                               "which is not available here; pass --model") from None
+        raise
     if predictor.model_id != header.model_id:
         raise LmpressError(
             f"archive was made with model {header.model_name!r} (id {header.model_id[:12]}), "
             f"not {predictor.name!r} (id {predictor.model_id[:12]})")
+    return predictor
+
+
+class DecodedCheck:
+    """Checks decoded blocks against their frames, and the whole against the trailer."""
+
+    def __init__(self) -> None:
+        self.raw_bytes = 0
+        self._crc = 0
+        self._index = 0
+
+    def block(self, frame: BlockFrame, data: bytes) -> None:
+        if zlib.crc32(data) != frame.raw_crc:
+            raise LmpressError(f"archive is corrupted (block {self._index} decodes to data failing its checksum)")
+        self._crc = zlib.crc32(data, self._crc)
+        self.raw_bytes += len(data)
+        self._index += 1
+
+    def end(self, trailer: Trailer) -> None:
+        if trailer.original_length != self.raw_bytes or trailer.data_crc != self._crc:
+            raise LmpressError("archive is corrupted (decoded data does not match the recorded length and checksum)")
 
 
 def decompress_stream(src: BinaryIO, dst: BinaryIO, model: str | None = None, *,
@@ -244,18 +275,8 @@ def decompress_stream(src: BinaryIO, dst: BinaryIO, model: str | None = None, *,
     """Decode one archive from ``src`` into ``dst``; raise LmpressError on any mismatch."""
     reader = ArchiveReader(src)
     header = reader.header
-    if header.coder != CODER:
-        raise LmpressError(f"archive uses coder {header.coder!r}, this lmpress has {CODER!r}")
-    try:
-        predictor = load_predictor(model or header.model_name)
-    except LmpressError as e:
-        if model is None:
-            raise LmpressError(f"archive needs model {header.model_name!r} (id {header.model_id[:12]}), "
-                               "which is not available here; pass --model") from None
-        raise e
-    check_model(header, predictor)
-    stats = CodingStats()
-    data_crc = 0
+    predictor = predictor_for_archive(header, model)
+    check = DecodedCheck()
     frames: list[BlockFrame] = []
 
     def jobs() -> Iterator[tuple]:
@@ -266,17 +287,11 @@ def decompress_stream(src: BinaryIO, dst: BinaryIO, model: str | None = None, *,
     in_process_progress = progress if workers <= 1 else None
     local = lambda p, n, cs: decode_block(predictor, p, n, cs, in_process_progress)  # noqa: E731
     runner = _Runner(model or header.model_name, predictor, workers)
-    for index, data in enumerate(runner.map(local, _decode_in_worker, jobs())):
-        frame = frames.pop(0)
-        if zlib.crc32(data) != frame.raw_crc:
-            raise LmpressError(f"archive is corrupted (block {index} decodes to data failing its checksum)")
+    for data in runner.map(local, _decode_in_worker, jobs()):
+        check.block(frames.pop(0), data)
         dst.write(data)
-        data_crc = zlib.crc32(data, data_crc)
-        stats.raw_bytes += len(data)
         if progress is not None and workers > 1:
             progress(len(data), 0.0)
-    trailer = reader.trailer
-    if trailer.original_length != stats.raw_bytes or trailer.data_crc != data_crc:
-        raise LmpressError("archive is corrupted (decoded data does not match the recorded length and checksum)")
-    stats.archive_bytes = reader.offset
-    return stats
+    assert reader.trailer is not None  # the blocks() generator ran to its end
+    check.end(reader.trailer)
+    return CodingStats(raw_bytes=check.raw_bytes, archive_bytes=reader.offset)

@@ -20,6 +20,7 @@ from __future__ import annotations
 import json
 import struct
 import zlib
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import BinaryIO
 
@@ -104,12 +105,19 @@ class ArchiveWriter:
 
 
 class ArchiveReader:
-    """Reads an archive front to back from any binary stream, checking as it goes."""
+    """Reads an archive front to back from any binary stream, checking as it goes.
 
-    def __init__(self, stream: BinaryIO) -> None:
+    ``strict_end``: the archive must be the whole stream (trailing bytes are an
+    error); otherwise reading stops after the trailer and leaves the rest unread.
+    """
+
+    def __init__(self, stream: BinaryIO, strict_end: bool = True) -> None:
         self._stream = stream
+        self._strict_end = strict_end
         self._crc = 0
         self.offset = 0
+        self._offsets: list[int] = []
+        self.trailer: Trailer | None = None
         self.header = self._read_header()
 
     def _read(self, n: int, what: str) -> bytes:
@@ -145,32 +153,44 @@ class ArchiveReader:
         except (ValueError, KeyError, TypeError):
             raise LmpressError("archive is corrupted (unreadable header settings)") from None
 
-    def blocks(self):
-        """Yield (index, frame, payload) for every block, then read and check the trailer."""
-        offsets = []
-        index = 0
-        while True:
-            offset = self.offset
-            first = self._read(4, "block table")
-            (raw_length,) = struct.unpack("<I", first)
-            if raw_length == END_MARK:
-                break
-            rest = self._read(_FRAME.size - 4, f"frame of block {index}")
-            frame = BlockFrame(*_FRAME.unpack(first + rest))
-            (stored,) = struct.unpack("<I", self._read(4, f"frame of block {index}"))
-            if stored != zlib.crc32(first + rest):
-                raise LmpressError(f"archive is corrupted (frame of block {index} fails its checksum)")
-            if frame.raw_length == 0 or frame.raw_length > self.header.chunk_size * self.header.block_chunks:
-                raise LmpressError(f"archive is corrupted (block {index} has an impossible length)")
-            payload = self._read(frame.payload_length, f"block {index}")
-            if zlib.crc32(payload) != frame.payload_crc:
-                raise LmpressError(f"archive is corrupted (block {index} fails its checksum)")
-            offsets.append(offset)
-            yield index, frame, payload
-            index += 1
-        self.trailer = self._read_trailer(offsets)
+    def snapshot(self) -> tuple[int, int, int]:
+        """Reader state before a step, for ``restore`` (incremental decompression)."""
+        return self._crc, self.offset, len(self._offsets)
 
-    def _read_trailer(self, offsets: list[int]) -> Trailer:
+    def restore(self, state: tuple[int, int, int]) -> None:
+        self._crc, self.offset, n = state
+        del self._offsets[n:]
+
+    def next_block(self) -> tuple[BlockFrame, bytes] | None:
+        """The next block's frame and checked payload; None once the trailer is read and checked."""
+        index, offset = len(self._offsets), self.offset
+        first = self._read(4, "block table")
+        (raw_length,) = struct.unpack("<I", first)
+        if raw_length == END_MARK:
+            self.trailer = self._read_trailer()
+            return None
+        rest = self._read(_FRAME.size - 4, f"frame of block {index}")
+        frame = BlockFrame(*_FRAME.unpack(first + rest))
+        (stored,) = struct.unpack("<I", self._read(4, f"frame of block {index}"))
+        if stored != zlib.crc32(first + rest):
+            raise LmpressError(f"archive is corrupted (frame of block {index} fails its checksum)")
+        if frame.raw_length == 0 or frame.raw_length > self.header.chunk_size * self.header.block_chunks:
+            raise LmpressError(f"archive is corrupted (block {index} has an impossible length)")
+        payload = self._read(frame.payload_length, f"block {index}")
+        if zlib.crc32(payload) != frame.payload_crc:
+            raise LmpressError(f"archive is corrupted (block {index} fails its checksum)")
+        self._offsets.append(offset)
+        return frame, payload
+
+    def blocks(self) -> Iterator[tuple[int, BlockFrame, bytes]]:
+        """Yield (index, frame, payload) for every block, then read and check the trailer."""
+        index = 0
+        while (block := self.next_block()) is not None:
+            yield index, *block
+            index += 1
+
+    def _read_trailer(self) -> Trailer:
+        offsets = self._offsets
         rest = self._read(_TRAILER_HEAD.size - 4, "trailer")
         count, original_length, data_crc = struct.unpack("<IQI", rest)
         if count != len(offsets):
@@ -182,7 +202,7 @@ class ArchiveReader:
             raise LmpressError("archive is corrupted (whole-file checksum mismatch)")
         if stored_offsets != offsets:
             raise LmpressError("archive is corrupted (block index does not match the blocks)")
-        if self._stream.read(1):
+        if self._strict_end and self._stream.read(1):
             raise LmpressError("archive has trailing garbage after its end")
         return Trailer(original_length, data_crc, stored_offsets)
 

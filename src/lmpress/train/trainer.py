@@ -185,9 +185,9 @@ def train(cfg: TrainConfig) -> Path:
         "mixture_weights": {m: cfg.weights[m] for m in modalities},
         "split": {m: {"train": cfg.train_paths.get(m) or SPLIT[m]["train"],
                       "eval": cfg.eval_paths.get(m) or SPLIT[m]["eval"]} for m in ("text", "image", "audio")},
-        "eval_files": {m: [str(f) for f in splits[m][1]] for m in ("text", "image", "audio")},
-        "corpus_root": str(corpus_root()),
-        "train_files": {m: streams[m].files for m in modalities},
+        "eval_files": {m: [_corpus_relative(f) for f in splits[m][1]] for m in ("text", "image", "audio")},
+        "corpus_root": "../shared/corpus (LMPRESS_CORPUS); file paths below are relative to it",
+        "train_files": {m: [_corpus_relative(f) for f in streams[m].files] for m in modalities},
         "train_bytes": {m: int(len(streams[m].data)) for m in modalities},
         "steps": state["step"],
         "tokens": state["tokens"],
@@ -208,6 +208,14 @@ def train(cfg: TrainConfig) -> Path:
     write_model_card(out / "MODEL_CARD.md", manifest)
     plot_losses(out / "loss.png", state)
     return model_path
+
+
+def _corpus_relative(path: str | Path) -> str:
+    """Paths inside the corpus are recorded relative to its root (the manifest stays valid on other machines)."""
+    try:
+        return str(Path(path).resolve().relative_to(corpus_root().resolve()))
+    except (ValueError, LmpressError):
+        return str(path)
 
 
 def write_model_card(path: Path, m: dict) -> None:
