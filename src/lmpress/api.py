@@ -58,7 +58,7 @@ class LmpressCompressor:
         return out
 
     def _code(self, data: bytes) -> None:
-        payload, _ = encode_block(self._predictor, data, self._chunk_size)
+        payload = encode_block(self._predictor, data, self._chunk_size)
         self._writer.write_block(data, payload)
 
     def compress(self, data: bytes) -> bytes:

@@ -83,24 +83,21 @@ def _lockstep(predictor: Predictor, raw_length: int, chunk_size: int,
 
 
 def encode_block(predictor: Predictor, data: bytes, chunk_size: int,
-                 progress: ProgressFn | None = None) -> tuple[bytes, float]:
-    """(range-coded payload, ideal code length in bits) of one block."""
+                 progress: ProgressFn | None = None) -> bytes:
+    """The range-coded payload of one block."""
     symbols, _ = _chunk_matrix(data, chunk_size)
     encoder = entropy.Encoder()
-    bits = [0.0]
 
     def code_step(t: int, active: int, weights: np.ndarray) -> np.ndarray:
         column = symbols[:active, t]
         encoder.encode(column, weights)
-        step_bits = float(entropy.code_lengths(weights, column).sum())
-        bits[0] += step_bits
-        if progress is not None:
-            progress(0, step_bits)
+        if progress is not None:  # live bits/byte costs a little; only when someone watches
+            progress(0, float(entropy.code_lengths(weights, column).sum()))
         return column
 
     with coding_threads():
         _lockstep(predictor, len(data), chunk_size, code_step, symbols, progress)
-    return encoder.finish(), bits[0]
+    return encoder.finish()
 
 
 def decode_block(predictor: Predictor, payload: bytes, raw_length: int, chunk_size: int,
@@ -142,7 +139,7 @@ def _init_worker(model: str) -> None:
     _worker_predictor = load_predictor(model)
 
 
-def _encode_in_worker(data: bytes, chunk_size: int) -> tuple[bytes, float]:
+def _encode_in_worker(data: bytes, chunk_size: int) -> bytes:
     assert _worker_predictor is not None
     return encode_block(_worker_predictor, data, chunk_size)
 
@@ -194,7 +191,6 @@ def _read_blocks(src: BinaryIO, block_bytes: int) -> Iterator[bytes]:
 class CodingStats:
     raw_bytes: int = 0
     archive_bytes: int = 0
-    ideal_bits: float = 0.0  # the model's code length under the quantized frequencies
 
 
 def make_header(predictor: Predictor, chunk_size: int, block_chunks: int) -> Header:
@@ -221,12 +217,11 @@ def compress_stream(src: BinaryIO, dst: BinaryIO, model: str = "default", *,
 
     in_process_progress = progress if workers <= 1 else None
     local = lambda data, cs: encode_block(predictor, data, cs, in_process_progress)  # noqa: E731
-    for payload, bits in _Runner(model, predictor, workers).map(local, _encode_in_worker, jobs()):
+    for payload in _Runner(model, predictor, workers).map(local, _encode_in_worker, jobs()):
         data = blocks.pop(0)
         writer.write_block(data, payload)
-        stats.ideal_bits += bits
         if progress is not None and workers > 1:
-            progress(len(data), bits)
+            progress(len(data), 8.0 * len(payload))
     writer.finish()
     stats.raw_bytes, stats.archive_bytes = writer.raw_length, writer.offset
     return stats

@@ -57,11 +57,11 @@ def read_bandwidth(threads: int, gigabytes: float = 1.0, repeats: int = 3) -> fl
     return x.numel() * 4 / best
 
 
-def peak_rss_bytes() -> int:
-    """Peak resident set size of this process and of its finished children."""
+def peak_rss_bytes() -> tuple[int, int]:
+    """Peak resident set size of this process, and of the largest of its finished child processes."""
     own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    return max(own, children) * 1024  # Linux reports KiB
+    return own * 1024, children * 1024  # Linux reports KiB
 
 
 @torch.no_grad()
