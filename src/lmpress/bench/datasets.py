@@ -67,6 +67,8 @@ def _image_item(path: Path, budget: int) -> Item:
 def _audio_item(path: Path, budget: int) -> Item:
     samples, rate = pcm16(path)
     data = samples[: budget // 2].astype("<i2").tobytes()
+    if len(data) > budget - budget % CHUNK >= CHUNK:  # cut a capped file at a chunk boundary
+        data = data[: budget - budget % CHUNK]
     layout = Layout("audio", sample_rate=rate)
     return Item(path.name, data, layout, data, layout)
 
@@ -104,7 +106,9 @@ def load_dataset(spec: str, max_bytes: int, modality: str | None = None) -> Data
         elif modality == "audio":
             item = _audio_item(f, budget)
         else:
-            data = f.read_bytes()[:budget]
+            data = f.read_bytes()
+            if len(data) > budget:  # cut a capped file at a chunk boundary where the budget allows
+                data = data[: budget - budget % CHUNK if budget >= CHUNK else budget]
             item = Item(f.name, data, BYTES, data, BYTES)
         if item.view:
             items.append(item)
