@@ -83,7 +83,7 @@ def plot_rates(results: list[Result], path: Path) -> None:
     x = np.arange(len(datasets))
     for k, comp in enumerate(comps):
         vals = [by[(comp, d)].rate if (comp, d) in by else np.nan for d in datasets]
-        ax.bar(x + k * width - 0.4 + width / 2, vals, width, label=comp)
+        ax.bar(x + k * width - 0.4 + width / 2, vals, width, label=comp, color=plt.cm.tab20(k % 20))
     ax.set_xticks(x, datasets)
     ax.set_ylabel("raw rate (chunked, 2048 B)")
     ax.axhline(1.0, color="gray", lw=0.5)
