@@ -10,7 +10,7 @@ from lmpress.bench.harness import LMPRESS_PREFIX, Result
 
 
 def _fmt_bytes(n: int) -> str:
-    for unit, size in (("MB", 1e6), ("KB", 1e3)):
+    for unit, size in (("GB", 1e9), ("MB", 1e6), ("KB", 1e3)):
         if n >= size:
             return f"{n / size:.1f} {unit}"
     return f"{n} B"
@@ -95,27 +95,46 @@ def plot_rates(results: list[Result], path: Path) -> None:
 
 
 def plot_model_size(results: list[Result], path: Path) -> None:
-    """Adjusted rate against model size, extrapolated to larger data sizes at the measured raw rate."""
+    """The "optimal model size" view: adjusted rate = raw rate + model bytes / data size.
+
+    Left: against model parameters, one line per dataset and data size (measured size, and 10 MB to 1 GB
+    projected at the measured raw rate). Right: against data size, one line per model and dataset: where
+    a model pays for itself.
+    """
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    import numpy as np
 
-    models = [r for r in results if r.compressor.startswith(LMPRESS_PREFIX)]
-    fig, ax = plt.subplots(figsize=(6.5, 4.5))
-    for dataset in dict.fromkeys(r.dataset for r in models):
+    models = [r for r in results if r.compressor.startswith(LMPRESS_PREFIX) and r.dataset != "random"]
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.5))
+    sizes = (10**7, 10**8, 10**9)
+    for k, dataset in enumerate(dict.fromkeys(r.dataset for r in models)):
         rs = sorted((r for r in models if r.dataset == dataset), key=lambda r: r.model_bytes)
-        for n, style in ((None, "-"), (10**7, "--"), (10**8, ":"), (10**9, "-.")):
-            size = n or rs[0].raw_bytes
-            ys = [r.rate + r.model_bytes / size for r in rs]
-            ax.plot([r.settings.get("parameters", 0) for r in rs], ys, style, marker="o",
-                    label=f"{dataset}, {_fmt_bytes(size)}{'' if n is None else ' (projected)'}")
-    ax.set_xscale("log")
-    ax.set_yscale("log")
-    ax.set_xlabel("model parameters")
-    ax.set_ylabel("adjusted rate")
-    ax.set_title("Adjusted rate vs model size, by data size")
-    ax.legend(fontsize=6)
+        params = [r.settings.get("parameters", 0) for r in rs]
+        color = plt.cm.tab10(k % 10)
+        for n, style in zip(sizes, (":", "--", "-")):
+            left.plot(params, [r.rate + r.model_bytes / n for r in rs], style, marker="o", color=color,
+                      label=f"{dataset}, {_fmt_bytes(n)}")
+        data_sizes = np.logspace(5, 10, 60)
+        for r in rs:
+            right.plot(data_sizes, r.rate + r.model_bytes / data_sizes, color=color,
+                       label=f"{dataset}, {r.compressor[len(LMPRESS_PREFIX):]} ({r.settings.get('parameters', 0):,})")
+            right.axhline(r.rate, color=color, lw=0.5, ls=":")
+    left.set_xscale("log")
+    left.set_xlabel("model parameters")
+    left.set_ylabel("adjusted rate (projected at the measured raw rate)")
+    left.set_title("Adjusted rate vs model size")
+    right.set_xscale("log")
+    right.set_yscale("log")
+    right.set_xlabel("data size (bytes)")
+    right.set_ylabel("adjusted rate")
+    right.axhline(1.0, color="gray", lw=0.5)
+    right.set_title("When a model pays for itself")
+    for ax in (left, right):
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=6)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
