@@ -46,26 +46,21 @@ def coding_threads():
         torch.set_num_threads(previous)
 
 
-def _chunk_matrix(data: bytes, chunk_size: int) -> tuple[np.ndarray, int]:
-    """Chunks as rows of a zero-padded [n, chunk_len] matrix, and the length of the last chunk."""
+def _chunk_matrix(data: bytes, chunk_size: int) -> np.ndarray:
+    """Chunks as the rows of a zero-padded [n, width] matrix (width = chunk size, or less for one short chunk)."""
     n = -(-len(data) // chunk_size)
     width = min(chunk_size, len(data))
-    matrix = np.zeros((n, width), dtype=np.uint8)
-    flat = np.frombuffer(data, dtype=np.uint8)
-    full = len(data) // chunk_size
-    matrix[:full] = flat[: full * chunk_size].reshape(full, width) if full else matrix[:0]
-    last = len(data) - full * chunk_size
-    if last:
-        matrix[full, :last] = flat[full * chunk_size:]
-    return matrix, (last or width)
+    padded = np.zeros(n * width, dtype=np.uint8)
+    padded[: len(data)] = np.frombuffer(data, dtype=np.uint8)
+    return padded.reshape(n, width)
 
 
 def _lockstep(predictor: Predictor, raw_length: int, chunk_size: int,
-              code_step: Callable[[int, int, np.ndarray], np.ndarray],
+              code_column: Callable[[int, int, np.ndarray], np.ndarray],
               symbols: np.ndarray, progress: ProgressFn | None) -> None:
     """Drive the predictor over all chunks of a block, one byte position per step.
 
-    ``code_step(t, active, weights)`` codes position ``t`` of the first ``active``
+    ``code_column(t, active, weights)`` codes position ``t`` of the first ``active``
     chunks and returns their symbols; ``symbols`` [n, width] receives them. Only the
     last chunk can be shorter, so the active chunks are always a prefix of the rows.
     """
@@ -75,9 +70,9 @@ def _lockstep(predictor: Predictor, raw_length: int, chunk_size: int,
     for t in range(width):
         active = n if t < last_length else n - 1
         weights = entropy.frequencies(probs[:active])
-        symbols[:active, t] = code_step(t, active, weights)
-        if progress is not None:
-            progress(active, 0.0)
+        column = symbols[:active, t] = code_column(t, active, weights)
+        if progress is not None:  # live bits/byte costs a little; only when someone watches
+            progress(active, float(entropy.code_lengths(weights, column).sum()))
         if t + 1 < width:
             probs = predictor.advance(symbols[:, t])
 
@@ -85,46 +80,35 @@ def _lockstep(predictor: Predictor, raw_length: int, chunk_size: int,
 def encode_block(predictor: Predictor, data: bytes, chunk_size: int,
                  progress: ProgressFn | None = None) -> bytes:
     """The range-coded payload of one block."""
-    symbols, _ = _chunk_matrix(data, chunk_size)
+    symbols = _chunk_matrix(data, chunk_size)
     encoder = entropy.Encoder()
 
-    def code_step(t: int, active: int, weights: np.ndarray) -> np.ndarray:
-        column = symbols[:active, t]
-        encoder.encode(column, weights)
-        if progress is not None:  # live bits/byte costs a little; only when someone watches
-            progress(0, float(entropy.code_lengths(weights, column).sum()))
-        return column
+    def code_column(t: int, active: int, weights: np.ndarray) -> np.ndarray:
+        encoder.encode(symbols[:active, t], weights)
+        return symbols[:active, t]
 
     with coding_threads():
-        _lockstep(predictor, len(data), chunk_size, code_step, symbols, progress)
+        _lockstep(predictor, len(data), chunk_size, code_column, symbols, progress)
     return encoder.finish()
 
 
 def decode_block(predictor: Predictor, payload: bytes, raw_length: int, chunk_size: int,
                  progress: ProgressFn | None = None) -> bytes:
-    n = -(-raw_length // chunk_size)
-    symbols = np.zeros((n, min(chunk_size, raw_length)), dtype=np.uint8)
+    symbols = _chunk_matrix(bytes(raw_length), chunk_size)  # filled column by column
     try:
         decoder = entropy.Decoder(payload)
     except ValueError as e:
         raise LmpressError(f"archive is corrupted ({e})") from None
 
-    def code_step(t: int, active: int, weights: np.ndarray) -> np.ndarray:
+    def code_column(t: int, active: int, weights: np.ndarray) -> np.ndarray:
         try:
-            column = decoder.decode(weights)
+            return decoder.decode(weights)
         except Exception as e:  # constriction reports an exhausted or invalid stream
             raise LmpressError(f"archive is corrupted (range decoder failed: {e})") from None
-        if progress is not None:
-            progress(0, float(entropy.code_lengths(weights, column).sum()))
-        return column
 
     with coding_threads():
-        _lockstep(predictor, raw_length, chunk_size, code_step, symbols, progress)
-    flat = symbols.reshape(-1)
-    if n > 1 or raw_length < symbols.shape[1]:
-        full = (n - 1) * chunk_size
-        return flat[:full].tobytes() + symbols[n - 1, : raw_length - full].tobytes()
-    return flat.tobytes()
+        _lockstep(predictor, raw_length, chunk_size, code_column, symbols, progress)
+    return symbols.reshape(-1)[:raw_length].tobytes()
 
 
 # ---------------------------------------------------------------------------------------------
