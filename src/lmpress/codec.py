@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import concurrent.futures as futures
 import contextlib
+import itertools
 import multiprocessing
 import zlib
 from collections.abc import Callable, Iterator
@@ -140,12 +141,17 @@ class _Runner:
     model: str
     predictor: Predictor
     workers: int
+    pooled: bool = False  # whether the results come from worker processes (they report no live progress)
 
     def map(self, local: Callable, remote: Callable, jobs: Iterator[tuple]) -> Iterator:
-        if self.workers <= 1:
-            for job in jobs:
+        jobs = iter(jobs)
+        head = [job for job in (next(jobs, None), next(jobs, None)) if job is not None]
+        if self.workers <= 1 or len(head) < 2:  # one block: starting processes would only cost time
+            for job in (*head, *jobs):
                 yield local(*job)
             return
+        jobs = itertools.chain(head, jobs)
+        self.pooled = True
         context = multiprocessing.get_context("spawn")  # fork after torch threads start is unsafe
         with futures.ProcessPoolExecutor(self.workers, mp_context=context, initializer=_init_worker,
                                          initargs=(self.model,)) as pool:
@@ -199,12 +205,12 @@ def compress_stream(src: BinaryIO, dst: BinaryIO, model: str = "default", *,
             blocks.append(data)
             yield (data, chunk_size)
 
-    in_process_progress = progress if workers <= 1 else None
-    local = lambda data, cs: encode_block(predictor, data, cs, in_process_progress)  # noqa: E731
-    for payload in _Runner(model, predictor, workers).map(local, _encode_in_worker, jobs()):
+    local = lambda data, cs: encode_block(predictor, data, cs, progress)  # noqa: E731
+    runner = _Runner(model, predictor, workers)
+    for payload in runner.map(local, _encode_in_worker, jobs()):
         data = blocks.pop(0)
         writer.write_block(data, payload)
-        if progress is not None and workers > 1:
+        if progress is not None and runner.pooled:
             progress(len(data), 8.0 * len(payload))
     writer.finish()
     stats.raw_bytes, stats.archive_bytes = writer.raw_length, writer.offset
@@ -263,14 +269,14 @@ def decompress_stream(src: BinaryIO, dst: BinaryIO, model: str | None = None, *,
             frames.append(frame)
             yield (payload, frame.raw_length, header.chunk_size)
 
-    in_process_progress = progress if workers <= 1 else None
-    local = lambda p, n, cs: decode_block(predictor, p, n, cs, in_process_progress)  # noqa: E731
+    local = lambda p, n, cs: decode_block(predictor, p, n, cs, progress)  # noqa: E731
     runner = _Runner(model or header.model_name, predictor, workers)
     for data in runner.map(local, _decode_in_worker, jobs()):
-        check.block(frames.pop(0), data)
+        frame = frames.pop(0)
+        check.block(frame, data)
         dst.write(data)
-        if progress is not None and workers > 1:
-            progress(len(data), 0.0)
+        if progress is not None and runner.pooled:
+            progress(len(data), 8.0 * frame.payload_length)
     assert reader.trailer is not None  # the blocks() generator ran to its end
     check.end(reader.trailer)
     return CodingStats(raw_bytes=check.raw_bytes, archive_bytes=reader.offset)
