@@ -1,5 +1,6 @@
 """Round trips through the default model, and an archive's defences against bad input."""
 
+import io
 import os
 
 import pytest
@@ -143,3 +144,20 @@ def test_incremental_decompressor_detects_corruption(small_archive):
     d = lmpress.LmpressDecompressor()
     partial = d.decompress(small_archive[:-1])  # truncated: whole blocks come out, then it waits for more
     assert SMALL.startswith(partial) and not d.eof and d.needs_input
+
+
+def test_streaming_reads_at_most_two_blocks_ahead():
+    from lmpress.codec import compress_stream
+
+    block_bytes = 16 * 4
+    src = io.BytesIO(os.urandom(block_bytes * 12))
+    coded = [0]
+    ahead = []
+
+    def progress(n, bits):
+        coded[0] += n
+        ahead.append(src.tell() - coded[0])
+
+    compress_stream(src, io.BytesIO(), chunk_size=16, block_chunks=4, progress=progress)
+    assert coded[0] == block_bytes * 12
+    assert max(ahead) <= 2 * block_bytes  # bounded memory: the input is never read whole

@@ -139,18 +139,17 @@ class _Runner:
     """Runs block jobs in this process (workers=1) or in a pool, yielding results in order."""
 
     model: str
-    predictor: Predictor
     workers: int
     pooled: bool = False  # whether the results come from worker processes (they report no live progress)
 
     def map(self, local: Callable, remote: Callable, jobs: Iterator[tuple]) -> Iterator:
         jobs = iter(jobs)
         head = [job for job in (next(jobs, None), next(jobs, None)) if job is not None]
+        jobs = itertools.chain(head, jobs)  # lazily: never read the whole input ahead
         if self.workers <= 1 or len(head) < 2:  # one block: starting processes would only cost time
-            for job in (*head, *jobs):
+            for job in jobs:
                 yield local(*job)
             return
-        jobs = itertools.chain(head, jobs)
         self.pooled = True
         context = multiprocessing.get_context("spawn")  # fork after torch threads start is unsafe
         with futures.ProcessPoolExecutor(self.workers, mp_context=context, initializer=_init_worker,
@@ -206,7 +205,7 @@ def compress_stream(src: BinaryIO, dst: BinaryIO, model: str = "default", *,
             yield (data, chunk_size)
 
     local = lambda data, cs: encode_block(predictor, data, cs, progress)  # noqa: E731
-    runner = _Runner(model, predictor, workers)
+    runner = _Runner(model, workers)
     for payload in runner.map(local, _encode_in_worker, jobs()):
         data = blocks.pop(0)
         writer.write_block(data, payload)
@@ -270,7 +269,7 @@ def decompress_stream(src: BinaryIO, dst: BinaryIO, model: str | None = None, *,
             yield (payload, frame.raw_length, header.chunk_size)
 
     local = lambda p, n, cs: decode_block(predictor, p, n, cs, progress)  # noqa: E731
-    runner = _Runner(model or header.model_name, predictor, workers)
+    runner = _Runner(model or header.model_name, workers)
     for data in runner.map(local, _decode_in_worker, jobs()):
         frame = frames.pop(0)
         check.block(frame, data)

@@ -26,7 +26,7 @@ from lmpress.data.corpus import SPLIT, corpus_root, split_files
 from lmpress.data.views import files_of
 from lmpress.errors import LmpressError
 from lmpress.models.store import model_id, save_model
-from lmpress.models.transformer import PRESETS, ByteTransformer, TransformerConfig
+from lmpress.models.transformer import BOS, PRESETS, ByteTransformer, TransformerConfig
 from lmpress.progress import Progress
 from lmpress.train.data import MixtureSampler, ModalityStream, eval_chunks
 
@@ -87,8 +87,6 @@ def bits_per_byte(model: ByteTransformer, inputs: torch.Tensor, targets: torch.T
 @torch.no_grad()
 def evaluate(model: ByteTransformer, held_out: dict[str, torch.Tensor]) -> dict[str, float]:
     """Teacher-forced bits per byte on fixed held-out 2048-byte chunks, per modality."""
-    from lmpress.models.transformer import BOS
-
     model.eval()
     result = {}
     for name, chunks in held_out.items():
