@@ -93,6 +93,7 @@ def test_expected_errors_are_one_line(tmp_path, text_file):
     archive.write_bytes(bytes(bad))
     assert_clean_error(lmpress("-d", str(archive)), "corrupted")
     assert_clean_error(lmpress("-m", "no-such-model", str(tmp_path / "x")), "no such file")
+    assert_clean_error(lmpress("demo", str(tmp_path / "missing.txt")), "no such file")
 
 
 def test_wrong_model_cli(tmp_path, other_model, text_file):

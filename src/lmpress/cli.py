@@ -81,11 +81,10 @@ def _summary(args, name: str, stats: CodingStats, seconds: float, decoding: bool
     if args.quiet:
         return
     raw, packed = stats.raw_bytes, stats.archive_bytes
-    rate = packed / raw if raw else float("nan")
-    speed = raw / 1000 / seconds if seconds > 0 else float("inf")
     verb = "decompressed" if decoding else "compressed"
-    print(f"{name}: {verb} {raw:,} bytes <-> {packed:,} bytes archive, rate {rate:.4f} "
-          f"({8 * rate:.3f} bits/byte), {speed:.1f} KB/s", file=sys.stderr)
+    rate = f"rate {packed / raw:.4f} ({8 * packed / raw:.3f} bits/byte), " if raw else ""
+    speed = raw / 1000 / seconds if seconds > 0 else 0.0
+    print(f"{name}: {verb} {raw:,} bytes <-> {packed:,} bytes archive, {rate}{speed:.1f} KB/s", file=sys.stderr)
 
 
 # --------------------------------------------------------------------------------- actions
@@ -236,6 +235,8 @@ def run_demo(args) -> int:
     from lmpress.data.corpus import corpus_root
 
     path = Path(args.file) if args.file else corpus_root() / "wiki" / "enwik8_head" / "enwik5"
+    if not path.is_file():
+        raise LmpressError(f"{path}: no such file")
     data = path.read_bytes()
     model = args.model or "default"
     with tempfile.TemporaryDirectory() as tmp:
@@ -389,11 +390,15 @@ def main(argv: list[str] | None = None) -> int:
     except LmpressError as e:
         print(f"lmpress: {e}", file=sys.stderr)
         return 1
+    except BrokenPipeError:  # e.g. `lmpress -d -c x.lmpz | head`: the reader left, not an error to report
+        return 1
+    except OSError as e:  # permission denied, disk full, ...: expected, one line
+        where = f"{e.filename}: " if e.filename else ""
+        print(f"lmpress: {where}{e.strerror or e}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print("lmpress: interrupted", file=sys.stderr)
         return 130
-    except BrokenPipeError:
-        return 1
     return 0
 
 
