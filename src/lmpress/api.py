@@ -23,11 +23,14 @@ from lmpress.models.registry import load_predictor
 
 
 def compress(data: bytes, model: str = "default", *, chunk_size: int = DEFAULT_CHUNK_SIZE,
-             block_chunks: int = DEFAULT_BLOCK_CHUNKS, workers: int = 1) -> bytes:
-    """Compress ``data`` into a self-describing ``.lmpz`` archive."""
+             block_chunks: int = DEFAULT_BLOCK_CHUNKS, window: int | None = None, workers: int = 1) -> bytes:
+    """Compress ``data`` into a self-describing ``.lmpz`` archive.
+
+    ``window``: an LLM's attention window in tokens (for chunks longer than it).
+    """
     out = io.BytesIO()
     compress_stream(io.BytesIO(bytes(data)), out, model, chunk_size=chunk_size,
-                    block_chunks=block_chunks, workers=workers)
+                    block_chunks=block_chunks, window=window, workers=workers)
     return out.getvalue()
 
 
@@ -42,8 +45,8 @@ class LmpressCompressor:
     """Incremental compression, like ``lzma.LZMACompressor``: ``compress()`` pieces, then ``flush()``."""
 
     def __init__(self, model: str = "default", *, chunk_size: int = DEFAULT_CHUNK_SIZE,
-                 block_chunks: int = DEFAULT_BLOCK_CHUNKS) -> None:
-        self._predictor = load_predictor(model)
+                 block_chunks: int = DEFAULT_BLOCK_CHUNKS, window: int | None = None) -> None:
+        self._predictor = load_predictor(model, window)
         self._chunk_size = chunk_size
         self._block_bytes = chunk_size * block_chunks
         self._out = io.BytesIO()

@@ -106,7 +106,8 @@ def _code(args, src: BinaryIO, dst: BinaryIO, size: int | None, decompress: bool
         if decompress:
             return decompress_stream(src, dst, args.model, workers=workers, progress=callback)
         return compress_stream(src, dst, args.model or "default", chunk_size=args.chunk_size,
-                               block_chunks=args.block_chunks, workers=workers, progress=callback)
+                               block_chunks=args.block_chunks, window=args.window, workers=workers,
+                               progress=callback)
     finally:
         if bar is not None:
             bar.close()
@@ -199,9 +200,11 @@ def run_info(args) -> int:
         m = r["model"]
         print(f"{r['file']}:")
         print(f"  model        {m['name']}  id {m['id']}")
+        context = (f"attention span {m.get('attention_span')}" if m.get("kind") == "byte-transformer" else
+                   f"vocabulary {m.get('vocabulary'):,} ({m.get('tokenizer')}), window {m.get('window') or 'chunk'}")
         print(f"               {m.get('kind', '?')}, {m.get('parameters', 0):,} parameters, "
               f"{m.get('layers')} layers, d_model {m.get('d_model')}, heads {m.get('heads')}/{m.get('kv_heads')} "
-              f"(query/kv), attention span {m.get('attention_span')}")
+              f"(query/kv), {context}")
         print(f"  chunking     {r['chunk_size']} bytes per chunk (context), {r['block_chunks']} chunks per block")
         print(f"  coder        {r['coder']}")
         rate = f"{r['rate']:.4f}" if r["rate"] is not None else "-"
@@ -216,7 +219,7 @@ def run_info(args) -> int:
 
 
 def run_models(args) -> int:
-    from lmpress.models.registry import ALIASES, SHIPPED, WEIGHTS_DIR, load_predictor
+    from lmpress.models.registry import ALIASES, LLM_INSTALL, LLMS, SHIPPED, WEIGHTS_DIR, load_predictor
 
     for name in sorted(SHIPPED):
         p = load_predictor(name)
@@ -225,6 +228,12 @@ def run_models(args) -> int:
         print(f"{name}{' (' + ', '.join(aliases) + ')' if aliases else ''}: {d['parameters']:,} parameters, "
               f"{d['layers']} layers, d_model {d['d_model']}, id {p.model_id[:12]}  "
               f"[{WEIGHTS_DIR / SHIPPED[name] / 'MODEL_CARD.md'}]")
+    for name, locate in sorted(LLMS.items()):
+        try:
+            where = str(locate())
+        except LmpressError:
+            where = f"not installed ({LLM_INSTALL})"
+        print(f"{name}: pretrained LLM (GGUF) [{where}]")
     return 0
 
 
@@ -315,6 +324,9 @@ def _codec_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--chunk-size", type=int, default=DEFAULT_CHUNK_SIZE, help="bytes per chunk (context)")
     p.add_argument("--block-chunks", type=int, default=DEFAULT_BLOCK_CHUNKS,
                    help="chunks coded together in one block")
+    p.add_argument("--window", type=int, metavar="TOKENS",
+                   help="LLMs: attention window in tokens, to carry context through long chunks "
+                        "(e.g. --chunk-size 65536 --window 1024); default: the whole chunk")
     _common(p)
 
 

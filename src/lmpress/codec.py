@@ -27,6 +27,7 @@ from lmpress.coding.container import ArchiveReader, ArchiveWriter, BlockFrame, H
 from lmpress.errors import LmpressError
 from lmpress.models.base import Predictor
 from lmpress.models.registry import load_predictor
+from lmpress.models.vocab import ByteVocabulary, Vocabulary
 
 DEFAULT_CHUNK_SIZE = 2048
 DEFAULT_BLOCK_CHUNKS = 64
@@ -47,69 +48,116 @@ def coding_threads():
         torch.set_num_threads(previous)
 
 
-def _chunk_matrix(data: bytes, chunk_size: int) -> np.ndarray:
-    """Chunks as the rows of a zero-padded [n, width] matrix (width = chunk size, or less for one short chunk)."""
-    n = -(-len(data) // chunk_size)
-    width = min(chunk_size, len(data))
-    padded = np.zeros(n * width, dtype=np.uint8)
-    padded[: len(data)] = np.frombuffer(data, dtype=np.uint8)
-    return padded.reshape(n, width)
+def _chunk_lengths(raw_length: int, chunk_size: int) -> np.ndarray:
+    n = -(-raw_length // chunk_size)
+    lengths = np.full(n, chunk_size, dtype=np.int64)
+    lengths[-1] = raw_length - (n - 1) * chunk_size
+    return lengths
 
 
-def _lockstep(predictor: Predictor, raw_length: int, chunk_size: int,
-              code_column: Callable[[int, int, np.ndarray], np.ndarray],
-              symbols: np.ndarray, progress: ProgressFn | None) -> None:
-    """Drive the predictor over all chunks of a block, one byte position per step.
+def _lockstep(predictor: Predictor, chunk_lengths: np.ndarray,
+              code_step: Callable[[int, np.ndarray, np.ndarray], np.ndarray],
+              progress: ProgressFn | None) -> None:
+    """Drive the predictor over all chunks of a block, one symbol per chunk per step.
 
-    ``code_column(t, active, weights)`` codes position ``t`` of the first ``active``
-    chunks and returns their symbols; ``symbols`` [n, width] receives them. Only the
-    last chunk can be shorter, so the active chunks are always a prefix of the rows.
+    ``code_step(t, active, weights)`` codes symbol ``t`` of the chunks listed in
+    ``active`` (ascending) and returns those symbols. A chunk is active until its
+    symbols' pieces reach its byte length, which both sides know, so encoder and
+    decoder make the same calls with the same shapes. For byte models every
+    symbol is one byte and the active chunks are all of them, or all but a
+    shorter last one.
     """
-    n, width = symbols.shape
-    last_length = raw_length - (n - 1) * chunk_size
+    n = len(chunk_lengths)
+    vocab = predictor.vocab
+    done = np.zeros(n, dtype=np.int64)  # bytes coded so far, per chunk
+    fed = np.zeros(n, dtype=np.int64)  # last symbol of each chunk (finished chunks repeat theirs)
     probs = predictor.begin(n)
-    for t in range(width):
-        active = n if t < last_length else n - 1
-        weights = entropy.frequencies(probs[:active])
-        column = symbols[:active, t] = code_column(t, active, weights)
+    for t in itertools.count():
+        active = np.flatnonzero(done < chunk_lengths)
+        weights = entropy.frequencies(probs[active])
+        symbols = code_step(t, active, weights)
+        done[active] += vocab.piece_lengths[symbols]
+        fed[active] = _model_symbols(vocab, symbols)  # an escaped byte is fed as the escape symbol
         if progress is not None:  # live bits/byte costs a little; only when someone watches
-            progress(active, float(entropy.code_lengths(weights, column).sum()))
-        if t + 1 < width:
-            probs = predictor.advance(symbols[:, t])
+            bits = entropy.code_lengths(weights, fed[active]).sum() + 8.0 * (symbols >= vocab.size).sum()
+            progress(int(vocab.piece_lengths[symbols].sum()), float(bits))
+        if (done >= chunk_lengths).all():
+            return
+        probs = predictor.advance(fed)
+
+
+def _model_symbols(vocab: Vocabulary, symbols: np.ndarray) -> np.ndarray:
+    """Symbols as the model sees them: escaped bytes (ids >= size) become the escape symbol."""
+    return symbols if vocab.escape is None else np.where(symbols >= vocab.size, vocab.escape, symbols)
 
 
 def encode_block(predictor: Predictor, data: bytes, chunk_size: int,
                  progress: ProgressFn | None = None) -> bytes:
     """The range-coded payload of one block."""
-    symbols = _chunk_matrix(data, chunk_size)
+    lengths = _chunk_lengths(len(data), chunk_size)
+    tokens = [predictor.vocab.tokenize(data[i * chunk_size: (i + 1) * chunk_size]) for i in range(len(lengths))]
+    matrix = np.zeros((len(tokens), max(len(t) for t in tokens)), dtype=np.int64)
+    for row, t in zip(matrix, tokens):
+        row[: len(t)] = t
     encoder = entropy.Encoder()
 
-    def code_column(t: int, active: int, weights: np.ndarray) -> np.ndarray:
-        encoder.encode(symbols[:active, t], weights)
-        return symbols[:active, t]
+    vocab = predictor.vocab
+
+    def code_step(t: int, active: np.ndarray, weights: np.ndarray) -> np.ndarray:
+        symbols = matrix[active, t]
+        encoder.encode(_model_symbols(vocab, symbols), weights)
+        escaped = symbols[symbols >= vocab.size] - vocab.size
+        if len(escaped):  # the bytes behind escape symbols, uniformly
+            encoder.encode(escaped, entropy.uniform(len(escaped), 256))
+        return symbols
 
     with coding_threads():
-        _lockstep(predictor, len(data), chunk_size, code_column, symbols, progress)
+        _lockstep(predictor, lengths, code_step, progress)
     return encoder.finish()
 
 
 def decode_block(predictor: Predictor, payload: bytes, raw_length: int, chunk_size: int,
                  progress: ProgressFn | None = None) -> bytes:
-    symbols = _chunk_matrix(bytes(raw_length), chunk_size)  # filled column by column
+    lengths = _chunk_lengths(raw_length, chunk_size)
     try:
         decoder = entropy.Decoder(payload)
     except ValueError as e:
         raise LmpressError(f"archive is corrupted ({e})") from None
+    columns: list[tuple[np.ndarray, np.ndarray]] = []  # (active chunks, their symbols) per step
 
-    def code_column(t: int, active: int, weights: np.ndarray) -> np.ndarray:
+    vocab = predictor.vocab
+
+    def code_step(t: int, active: np.ndarray, weights: np.ndarray) -> np.ndarray:
         try:
-            return decoder.decode(weights)
+            symbols = decoder.decode(weights).astype(np.int64)
+            if vocab.escape is not None and (escaped := symbols == vocab.escape).any():
+                symbols[escaped] = vocab.size + decoder.decode(entropy.uniform(int(escaped.sum()), 256))
         except Exception as e:  # constriction reports an exhausted or invalid stream
             raise LmpressError(f"archive is corrupted (range decoder failed: {e})") from None
+        columns.append((active, symbols))
+        return symbols
 
     with coding_threads():
-        _lockstep(predictor, raw_length, chunk_size, code_column, symbols, progress)
-    return symbols.reshape(-1)[:raw_length].tobytes()
+        _lockstep(predictor, lengths, code_step, progress)
+    return _assemble(predictor, columns, lengths)
+
+
+def _assemble(predictor: Predictor, columns: list[tuple[np.ndarray, np.ndarray]], lengths: np.ndarray) -> bytes:
+    """The block's bytes from the decoded symbols, step by step."""
+    if isinstance(predictor.vocab, ByteVocabulary):  # one byte per symbol: fill a matrix column by column
+        matrix = np.zeros((len(lengths), len(columns)), dtype=np.uint8)
+        for t, (active, symbols) in enumerate(columns):
+            matrix[active, t] = symbols
+        rows = [matrix[i, :n].tobytes() for i, n in enumerate(lengths)]
+    else:
+        pieces: list[list[bytes]] = [[] for _ in lengths]
+        for active, symbols in columns:
+            for i, s in zip(active.tolist(), symbols.tolist()):
+                pieces[i].append(predictor.vocab.piece(s))
+        rows = [b"".join(p) for p in pieces]
+    if any(len(r) != n for r, n in zip(rows, lengths)):
+        raise LmpressError("archive is corrupted (decoded symbols overrun their chunk)")
+    return b"".join(rows)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -118,10 +166,10 @@ def decode_block(predictor: Predictor, payload: bytes, raw_length: int, chunk_si
 _worker_predictor: Predictor | None = None
 
 
-def _init_worker(model: str) -> None:
+def _init_worker(model: str, window: int | None) -> None:
     global _worker_predictor
     torch.set_num_threads(CODING_THREADS)
-    _worker_predictor = load_predictor(model)
+    _worker_predictor = load_predictor(model, window)
 
 
 def _encode_in_worker(data: bytes, chunk_size: int) -> bytes:
@@ -139,6 +187,7 @@ class _Runner:
     """Runs block jobs in this process (workers=1) or in a pool, yielding results in order."""
 
     model: str
+    window: int | None
     workers: int
     pooled: bool = False  # whether the results come from worker processes (they report no live progress)
 
@@ -153,7 +202,7 @@ class _Runner:
         self.pooled = True
         context = multiprocessing.get_context("spawn")  # fork after torch threads start is unsafe
         with futures.ProcessPoolExecutor(self.workers, mp_context=context, initializer=_init_worker,
-                                         initargs=(self.model,)) as pool:
+                                         initargs=(self.model, self.window)) as pool:
             pending: list[futures.Future] = []
             for job in jobs:
                 pending.append(pool.submit(remote, *job))
@@ -192,9 +241,13 @@ def make_header(predictor: Predictor, chunk_size: int, block_chunks: int) -> Hea
 
 def compress_stream(src: BinaryIO, dst: BinaryIO, model: str = "default", *,
                     chunk_size: int = DEFAULT_CHUNK_SIZE, block_chunks: int = DEFAULT_BLOCK_CHUNKS,
-                    workers: int = 1, progress: ProgressFn | None = None) -> CodingStats:
-    """Compress everything readable from ``src`` into ``dst`` as one archive."""
-    predictor = load_predictor(model)
+                    window: int | None = None, workers: int = 1,
+                    progress: ProgressFn | None = None) -> CodingStats:
+    """Compress everything readable from ``src`` into ``dst`` as one archive.
+
+    ``window`` (LLMs only): attention window in tokens, for chunks longer than it.
+    """
+    predictor = load_predictor(model, window)
     writer = ArchiveWriter(dst, make_header(predictor, chunk_size, block_chunks))
     stats = CodingStats()
     blocks: list[bytes] = []
@@ -205,7 +258,7 @@ def compress_stream(src: BinaryIO, dst: BinaryIO, model: str = "default", *,
             yield (data, chunk_size)
 
     local = lambda data, cs: encode_block(predictor, data, cs, progress)  # noqa: E731
-    runner = _Runner(model, workers)
+    runner = _Runner(model, window, workers)
     for payload in runner.map(local, _encode_in_worker, jobs()):
         data = blocks.pop(0)
         writer.write_block(data, payload)
@@ -221,7 +274,7 @@ def predictor_for_archive(header: Header, model: str | None) -> Predictor:
     if header.coder != CODER:
         raise LmpressError(f"archive uses coder {header.coder!r}, this lmpress has {CODER!r}")
     try:
-        predictor = load_predictor(model or header.model_name)
+        predictor = load_predictor(model or header.model_name, header.model_info.get("window"))
     except LmpressError:
         if model is None:
             raise LmpressError(f"archive needs model {header.model_name!r} (id {header.model_id[:12]}), "
@@ -269,7 +322,7 @@ def decompress_stream(src: BinaryIO, dst: BinaryIO, model: str | None = None, *,
             yield (payload, frame.raw_length, header.chunk_size)
 
     local = lambda p, n, cs: decode_block(predictor, p, n, cs, progress)  # noqa: E731
-    runner = _Runner(model or header.model_name, workers)
+    runner = _Runner(model or header.model_name, header.model_info.get("window"), workers)
     for data in runner.map(local, _decode_in_worker, jobs()):
         frame = frames.pop(0)
         check.block(frame, data)

@@ -27,13 +27,18 @@ def frequencies(probs: np.ndarray) -> np.ndarray:
     Each row: w = floor(p * (2**24 - n) / sum(p)); the remainder goes to the most
     probable symbol (first index on ties). Deterministic in the float32 input.
     """
-    p = probs.astype(np.float64)
-    n = p.shape[1]
-    free = float(TOTAL - n)
-    w = np.floor(p * (free / p.sum(axis=1, keepdims=True)))
+    w = probs.astype(np.float64)
+    free = float(TOTAL - w.shape[1])
+    np.multiply(w, free / w.sum(axis=1, keepdims=True), out=w)  # in place: LLM vocabularies are large
+    np.floor(w, out=w)
     rows = np.arange(len(w))
-    w[rows, np.argmax(p, axis=1)] += free - w.sum(axis=1)
+    w[rows, np.argmax(probs, axis=1)] += free - w.sum(axis=1)  # argmax of the float32 input: same index
     return w
+
+
+def uniform(batch: int, n: int) -> np.ndarray:
+    """Weights of ``batch`` uniform distributions over ``n`` symbols (as ``frequencies`` gives them)."""
+    return frequencies(np.ones((batch, n), dtype=np.float32))
 
 
 def code_lengths(weights: np.ndarray, symbols: np.ndarray) -> np.ndarray:

@@ -2,7 +2,9 @@
 
 A predictor advances a batch of independent sequences in lockstep. Each
 sequence starts from a BOS state; every ``advance`` call feeds one symbol per
-sequence and returns the next-symbol distribution of every sequence. The
+sequence and returns the next-symbol distribution of every sequence. Symbols
+are the ids of the predictor's vocabulary (``models/vocab.py``): the 256 byte
+values for byte models, tokens with exact byte pieces for LLMs. The
 encoder and the decoder make exactly the same calls, so both see bit-identical
 probabilities (DESIGN.md, contract 2).
 """
@@ -13,17 +15,20 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from lmpress.models.vocab import Vocabulary
+
 
 class Predictor(Protocol):
     name: str  # the name an archive records (registry name or path)
     model_id: str  # hex SHA-256 of weights and config
+    vocab: Vocabulary  # symbols and the bytes each stands for
 
     def describe(self) -> dict[str, Any]:
         """Facts for the archive header and ``lmpress info`` (parameters, layers, ...)."""
         ...
 
     def begin(self, batch: int) -> np.ndarray:
-        """Start ``batch`` sequences at BOS; return the first distributions, float32 [batch, 256]."""
+        """Start ``batch`` sequences at BOS; return the first distributions, float32 [batch, vocab.size]."""
         ...
 
     def advance(self, symbols: np.ndarray) -> np.ndarray:

@@ -10,9 +10,12 @@ import torch
 
 from lmpress.models.store import load_model, model_id
 from lmpress.models.transformer import BOS, ByteTransformer, KVCache
+from lmpress.models.vocab import ByteVocabulary
 
 
 class TransformerPredictor:
+    vocab = ByteVocabulary()
+
     def __init__(self, model: ByteTransformer, name: str, manifest: dict | None = None) -> None:
         self.model = model.eval()
         self.name = name

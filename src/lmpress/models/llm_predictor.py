@@ -1,0 +1,147 @@
+"""A pretrained LLM (GGUF file or Hugging Face folder) behind the Predictor protocol.
+
+Loading a GGUF through transformers de-quantizes every tensor and converts the
+tokenizer, which takes 15-50 s; the result (float32 weights, config, tokenizer)
+is cached under ``$LMPRESS_CACHE`` (default ``~/.cache/lmpress``) by the
+file's SHA-256, so later runs and worker processes start in about a second.
+The model id recorded in archives is that SHA-256 (of the GGUF file, or of a
+folder's config, tokenizer and weight files).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from lmpress.errors import LmpressError
+from lmpress.models.llm import LLM, LayerCache, LLMConfig
+from lmpress.models.vocab import TokenVocabulary
+
+CACHE_FORMAT = "lmpress-llm-cache/1"
+ATTENTION_SINKS = 4  # first positions kept in a windowed cache (see llm.py)
+
+
+def cache_root() -> Path:
+    return Path(os.environ.get("LMPRESS_CACHE", Path.home() / ".cache" / "lmpress"))
+
+
+def _sha256_files(paths: list[Path]) -> str:
+    digest = hashlib.sha256()
+    for path in paths:
+        digest.update(path.name.encode() + b"\0")
+        with open(path, "rb") as f:
+            while block := f.read(1 << 22):
+                digest.update(block)
+    return digest.hexdigest()
+
+
+def source_files(source: Path) -> list[Path]:
+    """The files that define a model: one GGUF, or a folder's config, tokenizer and weights."""
+    if source.is_file():
+        return [source]
+    names = ("config.json", "tokenizer.json", "tokenizer_config.json")
+    files = [source / n for n in names if (source / n).exists()]
+    files += sorted(source.glob("*.safetensors")) + sorted(source.glob("*.bin"))
+    if not (source / "config.json").exists() or len(files) < 3:
+        raise LmpressError(f"{source} is not a Hugging Face model folder (config.json, tokenizer, weights)")
+    return files
+
+
+def _convert(source: Path, target: Path) -> None:
+    """Load with transformers (the reference loader) and write our cache folder atomically."""
+    try:
+        from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+    except ImportError:
+        raise LmpressError("pretrained LLMs need the optional extra: pip install 'lmpress[llm]'") from None
+    folder, gguf = (source.parent, source.name) if source.is_file() else (source, None)
+    kwargs: dict[str, Any] = {"gguf_file": gguf} if gguf else {}
+    try:
+        config = AutoConfig.from_pretrained(str(folder), **kwargs)
+        cfg = LLMConfig.from_hf(getattr(config, "text_config", config))
+        tokenizer = AutoTokenizer.from_pretrained(str(folder), **kwargs)
+        model = AutoModelForCausalLM.from_pretrained(str(folder), dtype=torch.float32, **kwargs)
+    except (OSError, ValueError, KeyError) as e:
+        raise LmpressError(f"cannot load {source} as a language model: {e}") from None
+    state = {k: v.contiguous() for k, v in model.state_dict().items()}
+    bos = tokenizer.bos_token_id
+    if cfg.family == "llama" and tokenizer.convert_ids_to_tokens(0) == "<|endoftext|>":
+        bos = 0  # GPT-2-style vocabularies: documents start after the end-of-text token
+    if bos is None:
+        raise LmpressError(f"{source}: the tokenizer has no beginning-of-sequence token")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=target.name + ".", dir=target.parent))
+    torch.save(state, staging / "weights.pt")
+    tokenizer.backend_tokenizer.save(str(staging / "tokenizer.json"))
+    meta = {"format": CACHE_FORMAT, "source": str(source), "config": asdict(cfg), "bos": int(bos),
+            "architecture": config.model_type}
+    (staging / "meta.json").write_text(json.dumps(meta, indent=1))
+    try:
+        staging.rename(target)
+    except OSError:  # another process converted it first
+        if not (target / "meta.json").exists():
+            raise
+
+
+class LLMPredictor:
+    """Steps a batch of token sequences in lockstep with the LLM's KV caches."""
+
+    def __init__(self, source: Path, name: str, window: int | None = None) -> None:
+        source = Path(source)
+        if not source.exists():
+            raise LmpressError(f"model {source} does not exist")
+        self.name = name
+        self.source = source
+        self.model_id = _sha256_files(source_files(source))
+        cached = cache_root() / "llm" / self.model_id
+        if not (cached / "meta.json").exists():
+            _convert(source, cached)
+        meta = json.loads((cached / "meta.json").read_text())
+        config = meta["config"]
+        self.cfg = LLMConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in config.items()})
+        self.llm = LLM(self.cfg, torch.load(cached / "weights.pt", weights_only=True))
+        from tokenizers import Tokenizer
+
+        self.vocab = TokenVocabulary(Tokenizer.from_file(str(cached / "tokenizer.json")))
+        self.bos = meta["bos"]
+        self.architecture = meta["architecture"]
+        if window is not None and window <= ATTENTION_SINKS:
+            raise LmpressError(f"context window must be more than {ATTENTION_SINKS} tokens")
+        self.window = window
+        self._caches: list[LayerCache] | None = None
+
+    def describe(self) -> dict[str, Any]:
+        c = self.cfg
+        return {
+            "kind": "llm",
+            "architecture": self.architecture,
+            "parameters": c.parameters,
+            "layers": c.layers,
+            "d_model": c.hidden,
+            "heads": c.heads,
+            "kv_heads": c.kv_heads,
+            "vocabulary": self.vocab.size,
+            "tokenizer": self.vocab.kind,
+            "window": self.window,
+            "stored_bytes": sum(p.stat().st_size for p in source_files(self.source)),
+        }
+
+    def _probabilities(self, tokens: torch.Tensor) -> np.ndarray:
+        assert self._caches is not None
+        return torch.softmax(self.llm.step(tokens, self._caches), dim=-1).numpy()
+
+    @torch.no_grad()
+    def begin(self, batch: int) -> np.ndarray:
+        self._caches = self.llm.new_cache(batch, self.window, ATTENTION_SINKS)
+        return self._probabilities(torch.full((batch,), self.bos, dtype=torch.long))
+
+    @torch.no_grad()
+    def advance(self, symbols: np.ndarray) -> np.ndarray:
+        return self._probabilities(torch.from_numpy(np.asarray(symbols, dtype=np.int64)))
