@@ -23,21 +23,23 @@ from lmpress.models.registry import load_predictor
 
 
 def compress(data: bytes, model: str = "default", *, chunk_size: int = DEFAULT_CHUNK_SIZE,
-             block_chunks: int = DEFAULT_BLOCK_CHUNKS, window: int | None = None, workers: int = 1) -> bytes:
+             block_chunks: int = DEFAULT_BLOCK_CHUNKS, window: int | None = None, workers: int = 1,
+             ray: str | None = None) -> bytes:
     """Compress ``data`` into a self-describing ``.lmpz`` archive.
 
     ``window``: an LLM's attention window in tokens (for chunks longer than it).
+    ``workers`` / ``ray``: where blocks are coded (``lmpress.parallel``); the archive is the same.
     """
     out = io.BytesIO()
     compress_stream(io.BytesIO(bytes(data)), out, model, chunk_size=chunk_size,
-                    block_chunks=block_chunks, window=window, workers=workers)
+                    block_chunks=block_chunks, window=window, workers=workers, ray=ray)
     return out.getvalue()
 
 
-def decompress(data: bytes, model: str | None = None, *, workers: int = 1) -> bytes:
+def decompress(data: bytes, model: str | None = None, *, workers: int = 1, ray: str | None = None) -> bytes:
     """Decode an archive; the model is the one the archive names unless given."""
     out = io.BytesIO()
-    decompress_stream(io.BytesIO(bytes(data)), out, model, workers=workers)
+    decompress_stream(io.BytesIO(bytes(data)), out, model, workers=workers, ray=ray)
     return out.getvalue()
 
 

@@ -61,8 +61,10 @@ def atomic_output(path: Path, force: bool, mode_from: Path | None = None) -> Ite
         raise
 
 
-def _workers(requested: int, size: int | None, block_bytes: int) -> int:
-    """0 = automatic: one worker per core, but never more than there are blocks."""
+def _workers(requested: int, size: int | None, block_bytes: int, ray: str | None = None) -> int:
+    """0 = automatic: one worker per core (Ray: per cluster CPU), but never more than there are blocks."""
+    if ray is not None and not requested:
+        return 0  # lmpress.parallel asks the cluster
     n = requested or (os.cpu_count() or 1)
     if size is not None:
         n = min(n, max(1, -(-size // block_bytes)))
@@ -100,14 +102,14 @@ def _output_name(src: Path, decompress: bool) -> Path:
 
 def _code(args, src: BinaryIO, dst: BinaryIO, size: int | None, decompress: bool) -> CodingStats:
     block_bytes = args.chunk_size * args.block_chunks
-    workers = _workers(args.workers, None if decompress else size, block_bytes)
+    workers = _workers(args.workers, None if decompress else size, block_bytes, args.ray)
     bar, callback = _progress(args, size, "decompress" if decompress else "compress")
     try:
         if decompress:
-            return decompress_stream(src, dst, args.model, workers=workers, progress=callback)
+            return decompress_stream(src, dst, args.model, workers=workers, ray=args.ray, progress=callback)
         return compress_stream(src, dst, args.model or "default", chunk_size=args.chunk_size,
                                block_chunks=args.block_chunks, window=args.window, workers=workers,
-                               progress=callback)
+                               ray=args.ray, progress=callback)
     finally:
         if bar is not None:
             bar.close()
@@ -150,7 +152,8 @@ def run_test(args) -> int:
     for name in args.files:
         start = time.perf_counter()
         with _open_input(name) as src:
-            stats = decompress_stream(src, _NullSink(), args.model, workers=max(1, args.workers or 1))
+            stats = decompress_stream(src, _NullSink(), args.model, workers=_workers(args.workers, None, 1, args.ray),
+                                      ray=args.ray)
         if not args.quiet:
             print(f"{name}: OK ({stats.raw_bytes:,} bytes, {time.perf_counter() - start:.1f} s)", file=sys.stderr)
     return 0
@@ -255,12 +258,12 @@ def run_demo(args) -> int:
         t0 = time.perf_counter()
         with open(path, "rb") as src, open(archive, "wb") as dst:
             bar, cb = _progress(args, len(data), "compress")
-            enc = compress_stream(src, dst, model, workers=workers, progress=cb)
+            enc = compress_stream(src, dst, model, workers=workers, ray=args.ray, progress=cb)
             bar and bar.close()
         t1 = time.perf_counter()
         with open(archive, "rb") as src, open(restored, "wb") as dst:
             bar, cb = _progress(args, len(data), "decompress")
-            decompress_stream(src, dst, model, workers=workers, progress=cb)
+            decompress_stream(src, dst, model, workers=workers, ray=args.ray, progress=cb)
             bar and bar.close()
         t2 = time.perf_counter()
         same = restored.read_bytes() == data
@@ -298,7 +301,7 @@ def run_bench(args) -> int:
     bar = None if args.quiet else Progress(total=total, desc="bench", unit="B")
     cache = None if args.no_cache else Path(args.cache_dir)
     results = run(datasets, compressors, args.protocols, cache, workers=max(1, args.workers or 1),
-                  progress=bar.update if bar else None)
+                  progress=bar.update if bar else None, ray=args.ray)
     if bar:
         bar.close()
     machine = machine_line()
@@ -335,6 +338,9 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--progress", action="store_true", help="show the progress bar even if stderr is not a terminal")
     p.add_argument("-j", "--workers", type=int, default=0,
                    help="worker processes (0: one per core); the archive is the same for any value")
+    p.add_argument("--ray", nargs="?", const="local", metavar="ADDRESS",
+                   help="code blocks as Ray tasks: on a local Ray cluster, or the cluster at ADDRESS "
+                        "('auto', 'ray://host:10001'); the archive is the same")
 
 
 def build_parser() -> argparse.ArgumentParser:

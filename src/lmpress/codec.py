@@ -10,10 +10,8 @@ it and the archive does not depend on the number of workers.
 
 from __future__ import annotations
 
-import concurrent.futures as futures
 import contextlib
 import itertools
-import multiprocessing
 import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -28,6 +26,7 @@ from lmpress.errors import LmpressError
 from lmpress.models.base import Predictor
 from lmpress.models.registry import load_predictor
 from lmpress.models.vocab import ByteVocabulary, Vocabulary
+from lmpress.parallel import Backend, BlockRunner
 
 DEFAULT_CHUNK_SIZE = 2048
 DEFAULT_BLOCK_CHUNKS = 64
@@ -161,55 +160,16 @@ def _assemble(predictor: Predictor, columns: list[tuple[np.ndarray, np.ndarray]]
 
 
 # ---------------------------------------------------------------------------------------------
-# Parallel block coding: worker processes, each with its own copy of the model.
-
-_worker_predictor: Predictor | None = None
-
-
-def _init_worker(model: str, window: int | None) -> None:
-    global _worker_predictor
-    torch.set_num_threads(CODING_THREADS)
-    _worker_predictor = load_predictor(model, window)
+# Block jobs, run by lmpress.parallel in this process, in worker processes or as Ray tasks. The
+# predictor is loaded once per process (load_predictor caches it).
 
 
-def _encode_in_worker(data: bytes, chunk_size: int) -> bytes:
-    assert _worker_predictor is not None
-    return encode_block(_worker_predictor, data, chunk_size)
+def encode_job(model: str, window: int | None, data: bytes, chunk_size: int) -> bytes:
+    return encode_block(load_predictor(model, window), data, chunk_size)
 
 
-def _decode_in_worker(payload: bytes, raw_length: int, chunk_size: int) -> bytes:
-    assert _worker_predictor is not None
-    return decode_block(_worker_predictor, payload, raw_length, chunk_size)
-
-
-@dataclass
-class _Runner:
-    """Runs block jobs in this process (workers=1) or in a pool, yielding results in order."""
-
-    model: str
-    window: int | None
-    workers: int
-    pooled: bool = False  # whether the results come from worker processes (they report no live progress)
-
-    def map(self, local: Callable, remote: Callable, jobs: Iterator[tuple]) -> Iterator:
-        jobs = iter(jobs)
-        head = [job for job in (next(jobs, None), next(jobs, None)) if job is not None]
-        jobs = itertools.chain(head, jobs)  # lazily: never read the whole input ahead
-        if self.workers <= 1 or len(head) < 2:  # one block: starting processes would only cost time
-            for job in jobs:
-                yield local(*job)
-            return
-        self.pooled = True
-        context = multiprocessing.get_context("spawn")  # fork after torch threads start is unsafe
-        with futures.ProcessPoolExecutor(self.workers, mp_context=context, initializer=_init_worker,
-                                         initargs=(self.model, self.window)) as pool:
-            pending: list[futures.Future] = []
-            for job in jobs:
-                pending.append(pool.submit(remote, *job))
-                while len(pending) > 2 * self.workers:  # bounded memory: a few blocks in flight
-                    yield pending.pop(0).result()
-            for f in pending:
-                yield f.result()
+def decode_job(model: str, window: int | None, payload: bytes, raw_length: int, chunk_size: int) -> bytes:
+    return decode_block(load_predictor(model, window), payload, raw_length, chunk_size)
 
 
 def _read_blocks(src: BinaryIO, block_bytes: int) -> Iterator[bytes]:
@@ -241,11 +201,12 @@ def make_header(predictor: Predictor, chunk_size: int, block_chunks: int) -> Hea
 
 def compress_stream(src: BinaryIO, dst: BinaryIO, model: str = "default", *,
                     chunk_size: int = DEFAULT_CHUNK_SIZE, block_chunks: int = DEFAULT_BLOCK_CHUNKS,
-                    window: int | None = None, workers: int = 1,
+                    window: int | None = None, workers: int = 1, ray: str | None = None,
                     progress: ProgressFn | None = None) -> CodingStats:
     """Compress everything readable from ``src`` into ``dst`` as one archive.
 
     ``window`` (LLMs only): attention window in tokens, for chunks longer than it.
+    ``workers`` / ``ray``: where blocks are coded (see lmpress.parallel); the archive is the same.
     """
     predictor = load_predictor(model, window)
     writer = ArchiveWriter(dst, make_header(predictor, chunk_size, block_chunks))
@@ -255,14 +216,14 @@ def compress_stream(src: BinaryIO, dst: BinaryIO, model: str = "default", *,
     def jobs() -> Iterator[tuple]:
         for data in _read_blocks(src, chunk_size * block_chunks):
             blocks.append(data)
-            yield (data, chunk_size)
+            yield (model, window, data, chunk_size)
 
-    local = lambda data, cs: encode_block(predictor, data, cs, progress)  # noqa: E731
-    runner = _Runner(model, window, workers)
-    for payload in runner.map(local, _encode_in_worker, jobs()):
+    local = lambda _m, _w, data, cs: encode_block(predictor, data, cs, progress)  # noqa: E731
+    runner = BlockRunner(Backend(workers, ray))
+    for payload in runner.map(encode_job, local, jobs()):
         data = blocks.pop(0)
         writer.write_block(data, payload)
-        if progress is not None and runner.pooled:
+        if progress is not None and runner.remote:
             progress(len(data), 8.0 * len(payload))
     writer.finish()
     stats.raw_bytes, stats.archive_bytes = writer.raw_length, writer.offset
@@ -308,7 +269,8 @@ class DecodedCheck:
 
 
 def decompress_stream(src: BinaryIO, dst: BinaryIO, model: str | None = None, *,
-                      workers: int = 1, progress: ProgressFn | None = None) -> CodingStats:
+                      workers: int = 1, ray: str | None = None,
+                      progress: ProgressFn | None = None) -> CodingStats:
     """Decode one archive from ``src`` into ``dst``; raise LmpressError on any mismatch."""
     reader = ArchiveReader(src)
     header = reader.header
@@ -319,15 +281,16 @@ def decompress_stream(src: BinaryIO, dst: BinaryIO, model: str | None = None, *,
     def jobs() -> Iterator[tuple]:
         for _, frame, payload in reader.blocks():
             frames.append(frame)
-            yield (payload, frame.raw_length, header.chunk_size)
+            yield (model or header.model_name, window, payload, frame.raw_length, header.chunk_size)
 
-    local = lambda p, n, cs: decode_block(predictor, p, n, cs, progress)  # noqa: E731
-    runner = _Runner(model or header.model_name, header.model_info.get("window"), workers)
-    for data in runner.map(local, _decode_in_worker, jobs()):
+    window = header.model_info.get("window")
+    local = lambda _m, _w, p, n, cs: decode_block(predictor, p, n, cs, progress)  # noqa: E731
+    runner = BlockRunner(Backend(workers, ray))
+    for data in runner.map(decode_job, local, jobs()):
         frame = frames.pop(0)
         check.block(frame, data)
         dst.write(data)
-        if progress is not None and runner.pooled:
+        if progress is not None and runner.remote:
             progress(len(data), 8.0 * frame.payload_length)
     assert reader.trailer is not None  # the blocks() generator ran to its end
     check.end(reader.trailer)

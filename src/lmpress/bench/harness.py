@@ -108,7 +108,8 @@ def _archive_groups(items: list) -> list[list]:
     return groups + ([current] if current else [])
 
 
-def run_lmpress(model: str, ds: Dataset, workers: int, tick: Callable[[int], None]) -> Result:
+def run_lmpress(model: str, ds: Dataset, workers: int, tick: Callable[[int], None],
+                ray: str | None = None) -> Result:
     import lmpress
     from lmpress.models.registry import load_predictor
 
@@ -119,9 +120,10 @@ def run_lmpress(model: str, ds: Dataset, workers: int, tick: Callable[[int], Non
     for group in groups:
         view = b"".join(item.view for item in group)
         t0 = time.perf_counter()
-        blob = lmpress.compress(view, model, chunk_size=CHUNK, workers=workers)
+        blob = lmpress.compress(view, model, chunk_size=CHUNK, workers=workers, ray=ray)
         t1 = time.perf_counter()
-        _check(f"lmpress:{model} on {group[0].name}", view, lmpress.decompress(blob, model, workers=workers))
+        _check(f"lmpress:{model} on {group[0].name}", view,
+               lmpress.decompress(blob, model, workers=workers, ray=ray))
         dec_s += time.perf_counter() - t1
         enc_s += t1 - t0
         total += len(blob) - fixed
@@ -139,7 +141,7 @@ def cache_key(ds: Dataset, compressor: str, protocol: str, settings: dict) -> st
 
 
 def run(datasets: list[Dataset], compressors: list[str], protocols: list[str], cache_dir: Path | None,
-        workers: int = 1, progress=None) -> list[Result]:
+        workers: int = 1, progress=None, ray: str | None = None) -> list[Result]:
     """Every (dataset, compressor, protocol) that applies; lmpress models run chunked only."""
     from lmpress.models.registry import load_predictor
 
@@ -160,7 +162,7 @@ def run(datasets: list[Dataset], compressors: list[str], protocols: list[str], c
                     continue
                 tick = progress or (lambda n: None)
                 if is_model:
-                    result = run_lmpress(name[len(LMPRESS_PREFIX):], ds, workers, tick)
+                    result = run_lmpress(name[len(LMPRESS_PREFIX):], ds, workers, tick, ray)
                 else:
                     if name not in BASELINES:
                         raise LmpressError(f"unknown compressor {name!r} (known: {', '.join(BASELINES)}, "

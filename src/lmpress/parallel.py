@@ -1,0 +1,113 @@
+"""Where block jobs run: in this process, in local worker processes, or as Ray tasks.
+
+Blocks of an archive are independent, so coding them is embarrassingly
+parallel. A job is a top-level function and its arguments (a block in, a
+payload or the decoded bytes out). Every job computes exactly what a single
+process computes (one torch thread, the same batch), so the archive does not
+depend on the backend or the number of workers.
+
+Results come back in input order and at most ``2 x workers`` jobs are in
+flight, so input and output stream through with bounded memory: an archive
+larger than RAM is fine.
+
+* ``workers <= 1``, or a single job: in this process (live progress, no start-up).
+* local processes: ``concurrent.futures`` with the spawn start method.
+* Ray (``ray="local"`` starts a local cluster; or a cluster address such as
+  ``"ray://head:10001"`` or ``"auto"``): one Ray task per block, retried by Ray
+  if its worker dies (``max_retries``). Every node needs lmpress, its model
+  files and the same CPU kernels.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures as futures
+import itertools
+import logging
+import multiprocessing
+import os
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+from lmpress.errors import LmpressError
+
+TASK_RETRIES = 3  # Ray re-runs a block whose worker process died
+
+
+@dataclass
+class Backend:
+    workers: int = 1  # 0: one per available CPU (local cores, or the Ray cluster's CPUs)
+    ray: str | None = None  # None: local processes; "local": start a Ray cluster here; or its address
+
+
+class BlockRunner:
+    """Runs jobs; ``remote`` tells whether results came from other processes (no live progress there)."""
+
+    def __init__(self, backend: Backend) -> None:
+        self.backend = backend
+        self.remote = False
+
+    def map(self, job: Callable, local: Callable, jobs: Iterator[tuple]) -> Iterator:
+        """``job(*args)`` for every args tuple, in order; ``local(*args)`` when coding in this process."""
+        jobs = iter(jobs)
+        head = [args for args in (next(jobs, None), next(jobs, None)) if args is not None]
+        jobs = itertools.chain(head, jobs)  # lazily: never read the whole input ahead
+        if self.backend.ray is not None:
+            self.remote = True
+            yield from _map_ray(self.backend, job, jobs)
+            return
+        workers = self.backend.workers or os.cpu_count() or 1
+        if workers <= 1 or len(head) < 2:  # one block: starting processes would only cost time
+            for args in jobs:
+                yield local(*args)
+            return
+        self.remote = True
+        context = multiprocessing.get_context("spawn")  # fork after torch threads start is unsafe
+        with futures.ProcessPoolExecutor(workers, mp_context=context) as pool:
+            pending: list[futures.Future] = []
+            for args in jobs:
+                pending.append(pool.submit(job, *args))
+                while len(pending) > 2 * workers:  # bounded memory: a few blocks in flight
+                    yield pending.pop(0).result()
+            for f in pending:
+                yield f.result()
+
+
+def ray_init(address: str, workers: int = 0) -> int:
+    """Connect to (or start) a Ray cluster; return how many tasks to keep running."""
+    try:
+        import ray
+    except ImportError:
+        raise LmpressError("--ray needs Ray: pip install 'lmpress[ray]'") from None
+    if not ray.is_initialized():
+        options = {"include_dashboard": False, "log_to_driver": False, "logging_level": logging.WARNING}
+        try:
+            if address == "local":
+                ray.init(num_cpus=workers or os.cpu_count(), **options)
+            else:
+                ray.init(address=address, **options)
+        except (ConnectionError, RuntimeError, ValueError) as e:
+            raise LmpressError(f"cannot reach Ray cluster {address!r}: {e}") from None
+    return workers or max(1, int(ray.cluster_resources().get("CPU", 1)))
+
+
+def _map_ray(backend: Backend, job: Callable, jobs: Iterator[tuple]) -> Iterator:
+    import ray
+
+    workers = ray_init(backend.ray, backend.workers)
+    task = ray.remote(num_cpus=1, max_retries=TASK_RETRIES)(job)
+    pending: list = []
+    try:
+        for args in jobs:
+            pending.append(task.remote(*args))
+            while len(pending) > 2 * workers:
+                yield ray.get(pending.pop(0))
+        while pending:
+            yield ray.get(pending.pop(0))
+    except ray.exceptions.RayTaskError as e:  # the job raised: report its own error
+        cause = e.as_instanceof_cause()
+        raise (cause if isinstance(cause, LmpressError) else LmpressError(f"Ray task failed: {e}")) from None
+    except ray.exceptions.RayError as e:  # workers died more often than the retries allow, ...
+        raise LmpressError(f"Ray task failed: {e}") from None
+    finally:
+        for ref in pending:
+            ray.cancel(ref, force=True)
