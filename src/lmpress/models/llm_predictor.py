@@ -68,7 +68,7 @@ def _convert(source: Path, target: Path) -> None:
         cfg = LLMConfig.from_hf(getattr(config, "text_config", config))
         tokenizer = AutoTokenizer.from_pretrained(str(folder), **kwargs)
         model = AutoModelForCausalLM.from_pretrained(str(folder), dtype=torch.float32, **kwargs)
-    except (OSError, ValueError, KeyError) as e:
+    except Exception as e:  # transformers reports unsupported or broken files in many ways
         raise LmpressError(f"cannot load {source} as a language model: {e}") from None
     state = {k: v.contiguous() for k, v in model.state_dict().items()}
     bos = tokenizer.bos_token_id
