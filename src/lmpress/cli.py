@@ -27,7 +27,7 @@ from lmpress.coding.container import SUFFIX, ArchiveReader, n_chunks
 from lmpress.errors import LmpressError
 from lmpress.progress import Progress
 
-SUBCOMMANDS = ("compress", "decompress", "test", "info", "models", "demo", "train", "bench")
+SUBCOMMANDS = ("compress", "decompress", "test", "info", "models", "demo", "train", "bench", "generate")
 
 
 class UsageError(Exception):
@@ -278,6 +278,28 @@ def run_demo(args) -> int:
     return 0 if same else 1
 
 
+def run_generate(args) -> int:
+    """Compressors as generative models: continue held-out text, image rows and speech."""
+    from lmpress.analysis import generative
+    from lmpress.models.registry import load_predictor
+
+    models = [generative.CompressorModel(name) for name in args.compressors]
+    models += [generative.PredictorModel(load_predictor(name)) for name in args.model]
+    samples = generative.held_out_samples()
+    total = sum(len(t) for m in args.modalities for _, t in samples[m][1]) * len(models)
+    with Progress(total, "generate", enabled=not args.quiet) as bar:
+        results = generative.run(args.out, models, args.modalities, args.teacher_forced, args.seed, bar.update)
+    out = Path(args.out)
+    (out / "generate.json").write_text(json.dumps(results, indent=1))
+    for modality, r in results["modalities"].items():
+        costs = ", ".join(f"{name} {f['truth_bits_per_byte']:.2f}" for name, f in r["models"].items()
+                          if f["truth_bits_per_byte"] is not None)
+        print(f"{modality}: {', '.join(r['files'])}" + (f"  (true continuation, bits/byte: {costs})" if costs else ""))
+    if not args.quiet:
+        print(f"wrote {out}/", file=sys.stderr)
+    return 0
+
+
 def run_bench(args) -> int:
     """The studies' comparison table on any data: every figure decoded and checked."""
     from lmpress.baselines import ALL as BASELINES
@@ -364,6 +386,15 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("file", nargs="?", help="default: Wikipedia XML (enwik5) from ../shared/corpus")
     demo.add_argument("-m", "--model")
     _common(demo)
+    g = sub.add_parser("generate", help="compressors as generative models: continue held-out samples")
+    g.add_argument("-m", "--model", nargs="+", default=["default"], help="lmpress byte models")
+    g.add_argument("--compressors", nargs="*", default=["gzip", "xz"], choices=["gzip", "xz"])
+    g.add_argument("--modalities", nargs="+", default=["text", "image", "audio"], choices=["text", "image", "audio"])
+    g.add_argument("--teacher-forced", action="store_true",
+                   help="sample each position from the true context (default: autoregressive)")
+    g.add_argument("--seed", type=int, default=0)
+    g.add_argument("--out", default="generate-results")
+    g.add_argument("-q", "--quiet", action="store_true")
     b = sub.add_parser("bench", help="compare lmpress models with classical codecs on real data")
     b.add_argument("data", nargs="*", help="presets wiki, text, image, audio, random, or files/folders "
                    "(default: wiki image audio random)")
@@ -401,7 +432,8 @@ def main(argv: list[str] | None = None) -> int:
             return run_test(args)
         if args.command in ("compress", "decompress"):
             return run_codec(args, decompress=args.command == "decompress" or args.decompress)
-        commands = {"test": run_test, "info": run_info, "models": run_models, "demo": run_demo, "bench": run_bench}
+        commands = {"test": run_test, "info": run_info, "models": run_models, "demo": run_demo, "bench": run_bench,
+                    "generate": run_generate}
         return commands[args.command](args)
     except UsageError as e:
         parser.error(str(e))

@@ -13,6 +13,7 @@ class Progress:
     def __init__(self, total: int, desc: str, unit: str = "B", initial: int = 0, enabled: bool = True) -> None:
         self.bits = 0.0
         self.done = 0
+        self.unit = unit
         self._bar = tqdm(total=total, desc=desc, unit=unit, unit_scale=True, unit_divisor=1000,
                          initial=initial, disable=not enabled, file=sys.stderr, dynamic_ncols=True,
                          smoothing=0.1, mininterval=0.5)
@@ -24,7 +25,7 @@ class Progress:
         if status is not None:
             self._bar.set_postfix_str(status, refresh=False)
         elif self.done:
-            self._bar.set_postfix_str(f"{self.bits / self.done:.3f} bits/{self._bar.unit}", refresh=False)
+            self._bar.set_postfix_str(f"{self.bits / self.done:.3f} bits/{self.unit}", refresh=False)
         self._bar.update(n)
 
     def write(self, message: str) -> None:
