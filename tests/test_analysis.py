@@ -42,3 +42,21 @@ def test_sampling_is_seeded_and_teacher_forced_cost_is_the_code_length():
     assert abs(cost - expected) < 1e-9
     _, nan = continue_sample(model, prompt, truth, np.random.default_rng(7))
     assert np.isnan(nan)  # an autoregressive run does not claim a cost for the truth
+
+
+def test_in_context_curves_add_up_to_the_whole_chunk(corpus):
+    import zlib
+
+    from lmpress.analysis.in_context import CHUNK, compressor_curve, predictor_curve
+    from lmpress.bench.measure import cross_entropy_bits
+
+    data = (corpus / "wiki" / "enwik8_head" / "enwik5").read_bytes()[: 2 * CHUNK]
+    chunks = np.frombuffer(data, dtype=np.uint8).reshape(2, CHUNK)
+    curve = compressor_curve("gzip", chunks, 256)
+    whole = np.mean([8 * (len(zlib.compress(c.tobytes(), 9)) - len(zlib.compress(b"", 9))) for c in chunks])
+    assert abs(curve.sum() * 256 - whole) < 1e-6  # the buckets telescope to the whole chunk's size
+    predictor = load_predictor("default")
+    model_curve = predictor_curve(predictor, chunks, 256)
+    teacher_forced = cross_entropy_bits(predictor.model, data, CHUNK) / len(data)
+    assert abs(model_curve.mean() - teacher_forced) < 0.01 * teacher_forced  # quantization costs < 1%
+    assert model_curve[0] > model_curve[-1]  # more context, fewer bits

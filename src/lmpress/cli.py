@@ -27,7 +27,7 @@ from lmpress.coding.container import SUFFIX, ArchiveReader, n_chunks
 from lmpress.errors import LmpressError
 from lmpress.progress import Progress
 
-SUBCOMMANDS = ("compress", "decompress", "test", "info", "models", "demo", "train", "bench", "generate")
+SUBCOMMANDS = ("compress", "decompress", "test", "info", "models", "demo", "train", "bench", "generate", "in-context")
 
 
 class UsageError(Exception):
@@ -300,6 +300,31 @@ def run_generate(args) -> int:
     return 0
 
 
+def run_in_context(args) -> int:
+    """Rate against position in the 2048-byte context, per modality, for gzip, xz and byte models."""
+    from lmpress.analysis import in_context
+
+    steps = (len(args.compressors) + len(args.model)) * args.chunks * in_context.CHUNK * len(args.modalities)
+    with Progress(steps, "in-context", enabled=not args.quiet) as bar:
+        results = in_context.run(args.model, args.compressors, args.modalities, args.chunks, args.bucket,
+                                 bar.update)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "in_context.json").write_text(json.dumps(results, indent=1))
+    in_context.plot(results, out / "in_context.png")
+    for modality, r in results["modalities"].items():
+        print(f"{modality} ({r['chunks']} chunks), bits/byte at positions "
+              f"0-{args.bucket} | middle | last {args.bucket}:")
+        for name, curve in r["curves_bits_per_byte"].items():
+            coded = r["archive_bits_per_byte_without_header"].get(name)
+            tail = f"  (mean {sum(curve) / len(curve):.3f}; archive decoded: {coded:.3f})" if coded else \
+                f"  (mean {sum(curve) / len(curve):.3f})"
+            print(f"  {name:20} {curve[0]:.3f} | {curve[len(curve) // 2]:.3f} | {curve[-1]:.3f}{tail}")
+    if not args.quiet:
+        print(f"wrote {out / 'in_context.json'}, {out / 'in_context.png'}", file=sys.stderr)
+    return 0
+
+
 def run_bench(args) -> int:
     """The studies' comparison table on any data: every figure decoded and checked."""
     from lmpress.baselines import ALL as BASELINES
@@ -395,6 +420,15 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--seed", type=int, default=0)
     g.add_argument("--out", default="generate-results")
     g.add_argument("-q", "--quiet", action="store_true")
+    ic = sub.add_parser("in-context", help="rate against position in the context, per modality")
+    ic.add_argument("-m", "--model", nargs="+", default=["default"], help="lmpress byte models")
+    ic.add_argument("--compressors", nargs="*", default=["gzip", "xz"], choices=["gzip", "xz"])
+    ic.add_argument("--modalities", nargs="+", default=["text", "image", "audio"],
+                    choices=["text", "image", "audio"])
+    ic.add_argument("--chunks", type=int, default=64, help="held-out chunks per modality")
+    ic.add_argument("--bucket", type=int, default=64, help="positions per point of the curve")
+    ic.add_argument("--out", default="in-context-results")
+    ic.add_argument("-q", "--quiet", action="store_true")
     b = sub.add_parser("bench", help="compare lmpress models with classical codecs on real data")
     b.add_argument("data", nargs="*", help="presets wiki, text, image, audio, random, or files/folders "
                    "(default: wiki image audio random)")
@@ -433,7 +467,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.command in ("compress", "decompress"):
             return run_codec(args, decompress=args.command == "decompress" or args.decompress)
         commands = {"test": run_test, "info": run_info, "models": run_models, "demo": run_demo, "bench": run_bench,
-                    "generate": run_generate}
+                    "generate": run_generate, "in-context": run_in_context}
         return commands[args.command](args)
     except UsageError as e:
         parser.error(str(e))
