@@ -91,6 +91,7 @@ def main() -> None:
     p.add_argument("--models", nargs="+", default=["smollm2-135m", "gemma3-270m", "default"])
     p.add_argument("--segment", type=int, default=16384, help="bytes per sequence in the sliding-window mode")
     p.add_argument("--window", type=int, default=512, help="attention window (tokens) in that mode")
+    p.add_argument("--window-models", nargs="*", help="LLMs to run in the sliding-window mode too (default: all)")
     p.add_argument("--block-chunks", type=int, default=0,
                    help="chunks per block (0: split the input into one block per worker)")
     p.add_argument("--workers", type=int, default=2)
@@ -106,7 +107,7 @@ def main() -> None:
         for model in a.models:
             llm = load_predictor(model).describe()["kind"] == "llm"
             modes = [("2048-byte chunks", 2048, None)]
-            if llm:
+            if llm and (a.window_models is None or model in a.window_models):
                 modes.append((f"sliding window {a.window} tok, {a.segment // 1024} KB segments",
                               a.segment, a.window))
             for mode, chunk_size, window in modes:

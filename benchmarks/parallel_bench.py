@@ -76,6 +76,7 @@ def main() -> None:
     p.add_argument("--bytes", type=int, default=262_144)
     p.add_argument("--block-chunks", type=int, default=16, help="chunks per block (more blocks than workers)")
     p.add_argument("--workers", type=int, nargs="+", default=[1, 2])
+    p.add_argument("--backends", nargs="+", default=["processes", "ray"], choices=["processes", "ray"])
     p.add_argument("--json", type=Path)
     a = p.parse_args()
 
@@ -86,7 +87,7 @@ def main() -> None:
           f"{-(-len(data) // block_bytes)} blocks of {block_bytes:,} bytes", file=sys.stderr)
     ray_init("local", max(a.workers))
     rows, archives = [], set()
-    for backend in ("processes", "ray"):
+    for backend in a.backends:
         for workers in a.workers:
             ray = "local" if backend == "ray" else None
             archive, restored = io.BytesIO(), io.BytesIO()
@@ -105,7 +106,7 @@ def main() -> None:
     if len(archives) != 1:
         raise SystemExit("archives differ between backends or worker counts")
     over = ray_overheads(block_bytes, a.model)
-    one = next(r for r in rows if r["backend"] == "ray" and r["workers"] == 1)
+    one = next(r for r in rows if r["workers"] == 1)
     per_core = min(one["encode_kb_s"], one["decode_kb_s"])
     block_s = block_bytes / 1e3 / per_core
     overhead_share = (over["block_put_and_task_ms"] / 1e3) / block_s
