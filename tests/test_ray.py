@@ -95,3 +95,36 @@ def test_streaming_memory_bound_on_ray(cluster, corpus):
     back = io.BytesIO()
     decompress_stream(io.BytesIO(out.getvalue()), back, ray="local")
     assert back.getvalue() == data
+
+
+def _peak_rss_of(cmd: list[str]) -> int:
+    """Peak resident memory (bytes) of one command, run in a fresh process."""
+    import subprocess
+    import sys
+
+    probe = ("import resource, subprocess, sys; subprocess.run(sys.argv[1:], check=True); "
+             "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)")
+    out = subprocess.run([sys.executable, "-c", probe, *cmd], check=True, capture_output=True, text=True)
+    return int(out.stdout.split()[-1]) * 1024
+
+
+def test_memory_does_not_grow_with_the_input(tmp_path, other_model):
+    """An input twice the memory the coder may grow by (8 MiB vs 4 MiB) streams through: peak memory for it
+    is that of a 1 MiB input, whatever the file size."""
+    import shutil
+
+    exe = shutil.which("lmpress")
+    cap = 4 << 20  # bytes of growth allowed; the large input is 8 MiB
+    peaks = {}
+    for size in (1 << 20, 8 << 20):
+        src = tmp_path / f"in-{size}"
+        src.write_bytes(os.urandom(1 << 20) * (size >> 20))
+        archive = tmp_path / f"in-{size}.lmpz"
+        opts = ["-q", "-j", "1", "--chunk-size", "256", "--block-chunks", "1024"]  # 256 KiB blocks
+        peaks[("compress", size)] = _peak_rss_of([exe, *opts, "-m", str(other_model), "-o", str(archive), str(src)])
+        back = tmp_path / f"out-{size}"
+        peaks[("decompress", size)] = _peak_rss_of([exe, "-d", "-q", "-m", str(other_model), "-o", str(back),
+                                                    str(archive)])
+        assert back.read_bytes() == src.read_bytes()
+    for verb in ("compress", "decompress"):
+        assert peaks[(verb, 8 << 20)] - peaks[(verb, 1 << 20)] < cap, (verb, peaks)

@@ -91,18 +91,29 @@ def ray_init(address: str, workers: int = 0) -> int:
 
 
 def _map_ray(backend: Backend, job: Callable, jobs: Iterator[tuple]) -> Iterator:
+    """At most ``workers`` tasks run at once (as with local processes) and at most 2 x workers results
+    wait in memory; results are yielded in input order."""
     import ray
 
     workers = ray_init(backend.ray, backend.workers)
     task = ray.remote(num_cpus=1, max_retries=TASK_RETRIES)(job)
-    pending: list = []
+    pending: list = []  # refs in input order, finished or not
+    jobs = iter(jobs)
+    exhausted = False
     try:
-        for args in jobs:
-            pending.append(task.remote(*args))
-            while len(pending) > 2 * workers:
+        while pending or not exhausted:
+            running = ray.wait(pending, num_returns=len(pending), timeout=0)[1] if pending else []
+            if not exhausted and len(running) < workers and len(pending) < 2 * workers:
+                args = next(jobs, None)
+                if args is None:
+                    exhausted = True
+                else:
+                    pending.append(task.remote(*args))
+                continue
+            if pending and pending[0] not in running:
                 yield ray.get(pending.pop(0))
-        while pending:
-            yield ray.get(pending.pop(0))
+            elif running:
+                ray.wait(running, num_returns=1)  # until some task finishes
     except ray.exceptions.RayTaskError as e:  # the job raised: report its own error
         cause = e.as_instanceof_cause()
         raise (cause if isinstance(cause, LmpressError) else LmpressError(f"Ray task failed: {e}")) from None
