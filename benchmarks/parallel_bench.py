@@ -120,7 +120,7 @@ def main() -> None:
     print("| cores | KB/s | 1 GB takes |\n|---:|---:|---:|")
     for cores in (2, 16, 64, 256):
         rate = per_core * cores * (1 - overhead_share)
-        print(f"| {cores} | {rate:,.0f} | {1e6 / rate / 3600:.1f} h |")
+        print(f"| {cores} | {rate:,.2f} | {1e6 / rate / 3600:.1f} h |")
     if a.json:
         a.json.write_text(json.dumps({"machine": machine_line(), "model": a.model, "bytes": len(data),
                                       "block_bytes": block_bytes, "runs": rows, "ray_overheads": over,
