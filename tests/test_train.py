@@ -4,6 +4,7 @@ import json
 import subprocess
 import sys
 
+import pytest
 import torch
 
 from lmpress.models.store import load_model
@@ -48,3 +49,15 @@ def test_train_refuses_overlapping_split(tmp_path, corpus):
     f = corpus / "text/canterbury/alice29.txt"
     r = train(tmp_path / "x", 1, corpus, "--eval-data", f"text={f}")
     assert r.returncode == 1 and b"both sides of the split" in r.stderr and b"Traceback" not in r.stderr
+
+
+def test_train_on_ray_gives_the_same_model(tmp_path, corpus):
+    pytest.importorskip("ray")
+    local, on_ray = tmp_path / "local", tmp_path / "ray"
+    assert train(local, 2, corpus).returncode == 0
+    r = train(on_ray, 2, corpus, "--ray")  # a local Ray cluster; the run is one task
+    assert r.returncode == 0, r.stderr
+    a, _ = load_model(local / "model.pt")
+    b, _ = load_model(on_ray / "model.pt")
+    for (name, x), (_, y) in zip(a.state_dict().items(), b.state_dict().items()):
+        assert torch.equal(x, y), name

@@ -72,14 +72,14 @@ class BlockRunner:
                 yield f.result()
 
 
-def ray_init(address: str, workers: int = 0) -> int:
+def ray_init(address: str, workers: int = 0, log_to_driver: bool = False) -> int:
     """Connect to (or start) a Ray cluster; return how many tasks to keep running."""
     try:
         import ray
     except ImportError:
         raise LmpressError("--ray needs Ray: pip install 'lmpress[ray]'") from None
     if not ray.is_initialized():
-        options = {"include_dashboard": False, "log_to_driver": False, "logging_level": logging.WARNING}
+        options = {"include_dashboard": False, "log_to_driver": log_to_driver, "logging_level": logging.WARNING}
         try:
             if address == "local":
                 ray.init(num_cpus=workers or os.cpu_count(), **options)

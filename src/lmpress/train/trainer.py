@@ -298,6 +298,10 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--export", action="store_true", help="only write model.pt from the latest checkpoint")
+    p.add_argument("--ray", nargs="?", const="local", metavar="ADDRESS",
+                   help="run the training as a Ray task (num_cpus = --threads) on a local Ray cluster or the one "
+                        "at ADDRESS; OUT_DIR must be storage that node writes to. A task whose worker dies is "
+                        "re-run and resumes from the last checkpoint")
     a = p.parse_args(argv)
     cfg = TrainConfig(out_dir=a.out_dir, size=a.size,
                       weights={"text": a.text, "image": a.image, "audio": a.audio},
@@ -306,8 +310,19 @@ def main(argv: list[str] | None = None) -> None:
                       threads=a.threads, seed=a.seed, export_only=a.export,
                       train_paths=_paths_by_modality(p, a.data), eval_paths=_paths_by_modality(p, a.eval_data),
                       command="lmpress train " + shlex.join(argv if argv is not None else sys.argv[1:]))
-    path = train(cfg)
+    path = train_on_ray(cfg, a.ray) if a.ray is not None else train(cfg)
     print(f"wrote {path}")
+
+
+def train_on_ray(cfg: TrainConfig, address: str) -> Path:
+    """The same training run as one Ray task: the same threads and data order, so the same model."""
+    import ray
+
+    from lmpress.parallel import TASK_RETRIES, ray_init
+
+    ray_init(address, cfg.threads, log_to_driver=True)  # the task's progress bar shows here
+    task = ray.remote(num_cpus=cfg.threads, max_retries=TASK_RETRIES)(train)
+    return ray.get(task.remote(cfg))
 
 
 if __name__ == "__main__":
