@@ -35,7 +35,8 @@ def held_out_chunks(modality: str, count: int) -> np.ndarray:
     for f in files:
         data = view_bytes(f, modality)
         n = len(data) // CHUNK
-        for i in np.linspace(0, n - 1, num=min(per_file, n), dtype=int):
+        # evenly inside the file, never its first or last chunk (image borders, silence at the ends)
+        for i in np.linspace(0, n - 1, num=min(per_file, n) + 2, dtype=int)[1:-1]:
             chunks.append(np.frombuffer(data[i * CHUNK:(i + 1) * CHUNK], dtype=np.uint8))
         if len(chunks) >= count:
             break
