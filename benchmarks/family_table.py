@@ -21,6 +21,7 @@ from lmpress.bench.datasets import load_dataset
 from lmpress.bench.harness import BASELINES as CODECS
 from lmpress.bench.harness import LMPRESS_PREFIX, run
 from lmpress.bench.measure import machine_line
+from lmpress.bench.report import rate_cell
 from lmpress.models.registry import SHIPPED, WEIGHTS_DIR
 from lmpress.progress import Progress
 
@@ -48,20 +49,12 @@ def main() -> None:
 
     print(f"machine: {machine_line()}\n")
     print("held-out data: " + ", ".join(f"{ds.name} {ds.raw_bytes:,} B ({ds.modality})" for ds in datasets))
-    head = " | ".join(f"{MODALITIES[d.name]} raw (adj.)" for d in datasets)
+    head = " | ".join(f"{MODALITIES[d.name]} raw / adjusted" for d in datasets)
     print(f"\n| compressor | trained on | parameters | tokens | wall time | {head} |")
     print("|---|---|---:|---:|---:|" + "---:|" * len(datasets))
     rows = []
     for name in compressors:
-        cells = []
-        for ds in datasets:
-            r = table.get((label.get(name, name), ds.name))
-            if r is None:
-                cells.append("-")
-            elif name.startswith(LMPRESS_PREFIX):
-                cells.append(f"{r.rate:.3f} ({r.adjusted_rate:.2f})")
-            else:
-                cells.append(f"{r.rate:.3f}")
+        cells = [rate_cell(table.get((label.get(name, name), ds.name))) for ds in datasets]
         if name.startswith(LMPRESS_PREFIX):
             model = name[len(LMPRESS_PREFIX):]
             m = json.loads((WEIGHTS_DIR / SHIPPED[model] / "manifest.json").read_text())

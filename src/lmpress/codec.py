@@ -277,13 +277,13 @@ def decompress_stream(src: BinaryIO, dst: BinaryIO, model: str | None = None, *,
     predictor = predictor_for_archive(header, model)
     check = DecodedCheck()
     frames: list[BlockFrame] = []
+    window = header.model_info.get("window")
 
     def jobs() -> Iterator[tuple]:
         for _, frame, payload in reader.blocks():
             frames.append(frame)
             yield (model or header.model_name, window, payload, frame.raw_length, header.chunk_size)
 
-    window = header.model_info.get("window")
     local = lambda _m, _w, p, n, cs: decode_block(predictor, p, n, cs, progress)  # noqa: E731
     runner = BlockRunner(Backend(workers, ray))
     for data in runner.map(decode_job, local, jobs()):

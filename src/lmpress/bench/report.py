@@ -9,6 +9,15 @@ from pathlib import Path
 from lmpress.bench.harness import LMPRESS_PREFIX, Result
 
 
+def rate_cell(r: Result | None) -> str:
+    """A table cell: the raw rate, and for lmpress models also the adjusted rate (model bytes added)."""
+    if r is None:
+        return "–"
+    if r.compressor.startswith(LMPRESS_PREFIX):
+        return f"**{r.rate:.3f}** / {r.adjusted_rate:.3f}"
+    return f"{r.rate:.3f}"
+
+
 def _fmt_bytes(n: int) -> str:
     for unit, size in (("GB", 1e9), ("MB", 1e6), ("KB", 1e3)):
         if n >= size:
@@ -28,13 +37,7 @@ def markdown(results: list[Result], machine: str) -> str:
     for comp, proto in rows:
         cells = []
         for d in datasets:
-            r = by.get((comp, proto, d))
-            if r is None:
-                cells.append("–")
-            elif comp.startswith(LMPRESS_PREFIX):
-                cells.append(f"**{r.rate:.3f}** / {r.adjusted_rate:.3f}")
-            else:
-                cells.append(f"{r.rate:.3f}")
+            cells.append(rate_cell(by.get((comp, proto, d))))
         lines.append(f"| {comp} | {proto} | " + " | ".join(cells) + " |")
     lines += ["", "Throughput (KB/s of original data, encode / decode):", "",
               "| compressor | protocol | " + " | ".join(datasets) + " |", "|---|---|" + "---:|" * len(datasets)]
