@@ -14,6 +14,7 @@ model, unreadable data) raises ``LmpressError``.
 
 from lmpress.api import LmpressCompressor, LmpressDecompressor, compress, decompress, open
 from lmpress.errors import LmpressError
+from lmpress.models.prompt import SoftPrompt
 
-__all__ = ["LmpressCompressor", "LmpressDecompressor", "LmpressError", "compress", "decompress", "open"]
+__all__ = ["LmpressCompressor", "LmpressDecompressor", "LmpressError", "SoftPrompt", "compress", "decompress", "open"]
 __version__ = "0.1.0"

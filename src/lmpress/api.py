@@ -10,6 +10,7 @@ from typing import BinaryIO
 from lmpress.codec import (
     DEFAULT_BLOCK_CHUNKS,
     DEFAULT_CHUNK_SIZE,
+    DEFAULT_PROMPT_LEVELS,
     DecodedCheck,
     compress_stream,
     decode_block,
@@ -17,29 +18,38 @@ from lmpress.codec import (
     encode_block,
     make_header,
     predictor_for_archive,
+    prefix_for_archive,
+    steering,
 )
 from lmpress.coding.container import ArchiveReader, ArchiveWriter
+from lmpress.models.prompt import SoftPrompt
 from lmpress.models.registry import load_predictor
 
 
 def compress(data: bytes, model: str = "default", *, chunk_size: int = DEFAULT_CHUNK_SIZE,
              block_chunks: int = DEFAULT_BLOCK_CHUNKS, window: int | None = None, workers: int = 1,
-             ray: str | None = None) -> bytes:
+             ray: str | None = None, prompt: SoftPrompt | None = None, embed_prompt: str | None = None,
+             prompt_levels: int = DEFAULT_PROMPT_LEVELS) -> bytes:
     """Compress ``data`` into a self-describing ``.lmpz`` archive.
 
     ``window``: an LLM's attention window in tokens (for chunks longer than it).
     ``workers`` / ``ray``: where blocks are coded (``lmpress.parallel``); the archive is the same.
+    ``prompt``: a soft prompt (``SoftPrompt.load(path)``); ``embed_prompt`` ("gaussian",
+    "histogram", "lloyd-max") stores it in the archive, quantized to ``prompt_levels`` levels.
     """
     out = io.BytesIO()
-    compress_stream(io.BytesIO(bytes(data)), out, model, chunk_size=chunk_size,
-                    block_chunks=block_chunks, window=window, workers=workers, ray=ray)
+    compress_stream(io.BytesIO(bytes(data)), out, model, chunk_size=chunk_size, block_chunks=block_chunks,
+                    window=window, workers=workers, ray=ray, prompt=prompt, embed_prompt=embed_prompt,
+                    prompt_levels=prompt_levels)
     return out.getvalue()
 
 
-def decompress(data: bytes, model: str | None = None, *, workers: int = 1, ray: str | None = None) -> bytes:
-    """Decode an archive; the model is the one the archive names unless given."""
+def decompress(data: bytes, model: str | None = None, *, workers: int = 1, ray: str | None = None,
+               prompt: SoftPrompt | None = None) -> bytes:
+    """Decode an archive; the model is the one the archive names unless given; ``prompt``: the
+    soft prompt the archive names (not needed when the archive embeds it)."""
     out = io.BytesIO()
-    decompress_stream(io.BytesIO(bytes(data)), out, model, workers=workers, ray=ray)
+    decompress_stream(io.BytesIO(bytes(data)), out, model, workers=workers, ray=ray, prompt=prompt)
     return out.getvalue()
 
 
@@ -47,12 +57,17 @@ class LmpressCompressor:
     """Incremental compression, like ``lzma.LZMACompressor``: ``compress()`` pieces, then ``flush()``."""
 
     def __init__(self, model: str = "default", *, chunk_size: int = DEFAULT_CHUNK_SIZE,
-                 block_chunks: int = DEFAULT_BLOCK_CHUNKS, window: int | None = None) -> None:
+                 block_chunks: int = DEFAULT_BLOCK_CHUNKS, window: int | None = None,
+                 prompt: SoftPrompt | None = None, embed_prompt: str | None = None,
+                 prompt_levels: int = DEFAULT_PROMPT_LEVELS) -> None:
         self._predictor = load_predictor(model, window)
         self._chunk_size = chunk_size
         self._block_bytes = chunk_size * block_chunks
         self._out = io.BytesIO()
-        self._writer = ArchiveWriter(self._out, make_header(self._predictor, chunk_size, block_chunks))
+        self._prefix, prompt_info, prompt_code = steering(self._predictor, prompt, embed_prompt, prompt_levels)
+        header = make_header(self._predictor, chunk_size, block_chunks)
+        header.prompt, header.prompt_code = prompt_info, prompt_code
+        self._writer = ArchiveWriter(self._out, header)
         self._pending = bytearray()
         self._flushed = False
 
@@ -63,7 +78,7 @@ class LmpressCompressor:
         return out
 
     def _code(self, data: bytes) -> None:
-        payload = encode_block(self._predictor, data, self._chunk_size)
+        payload = encode_block(self._predictor, data, self._chunk_size, prefix=self._prefix)
         self._writer.write_block(data, payload)
 
     def compress(self, data: bytes) -> bytes:
@@ -116,8 +131,10 @@ class LmpressDecompressor:
     the archive are kept in ``unused_data``.
     """
 
-    def __init__(self, model: str | None = None) -> None:
+    def __init__(self, model: str | None = None, prompt: SoftPrompt | None = None) -> None:
         self._model = model
+        self._prompt = prompt
+        self._prefix = None
         self._feed = _Feed()
         self._reader: ArchiveReader | None = None
         self._predictor = None
@@ -141,6 +158,7 @@ class LmpressDecompressor:
                 self._feed.pos = 0
                 return b""
             self._predictor = predictor_for_archive(self._reader.header, self._model)
+            self._prefix = prefix_for_archive(self._reader.header, self._predictor, self._prompt)
             self._feed.compact()
         reader = self._reader
         while True:
@@ -159,7 +177,8 @@ class LmpressDecompressor:
                 self.unused_data = bytes(self._feed.buffer)
                 break
             frame, payload = block
-            decoded = decode_block(self._predictor, payload, frame.raw_length, reader.header.chunk_size)
+            decoded = decode_block(self._predictor, payload, frame.raw_length, reader.header.chunk_size,
+                                   prefix=self._prefix)
             self._check.block(frame, decoded)
             out += decoded
         return bytes(out)

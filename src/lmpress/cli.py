@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import importlib
 import json
 import os
 import sys
@@ -19,15 +20,21 @@ from typing import BinaryIO
 from lmpress.codec import (
     DEFAULT_BLOCK_CHUNKS,
     DEFAULT_CHUNK_SIZE,
+    DEFAULT_PROMPT_LEVELS,
     CodingStats,
     compress_stream,
     decompress_stream,
 )
 from lmpress.coding.container import SUFFIX, ArchiveReader, n_chunks
+from lmpress.coding.hyperprior import PRIORS
 from lmpress.errors import LmpressError
+from lmpress.models.prompt import SoftPrompt
 from lmpress.progress import Progress
 
-SUBCOMMANDS = ("compress", "decompress", "test", "info", "models", "demo", "train", "bench", "generate", "in-context")
+SUBCOMMANDS = ("compress", "decompress", "test", "info", "models", "demo", "train", "tune", "bench", "generate",
+               "in-context")
+# Subcommands with their own parser (a module with main(argv)).
+DELEGATED = {"train": "lmpress.train.trainer", "tune": "lmpress.train.tune"}
 
 
 class UsageError(Exception):
@@ -105,11 +112,14 @@ def _code(args, src: BinaryIO, dst: BinaryIO, size: int | None, decompress: bool
     workers = _workers(args.workers, None if decompress else size, block_bytes, args.ray)
     bar, callback = _progress(args, size, "decompress" if decompress else "compress")
     try:
+        prompt = SoftPrompt.load(args.prompt) if args.prompt else None
         if decompress:
-            return decompress_stream(src, dst, args.model, workers=workers, ray=args.ray, progress=callback)
+            return decompress_stream(src, dst, args.model, workers=workers, ray=args.ray, progress=callback,
+                                     prompt=prompt)
         return compress_stream(src, dst, args.model or "default", chunk_size=args.chunk_size,
                                block_chunks=args.block_chunks, window=args.window, workers=workers,
-                               ray=args.ray, progress=callback)
+                               ray=args.ray, progress=callback, prompt=prompt, embed_prompt=args.embed_prompt,
+                               prompt_levels=args.prompt_levels)
     finally:
         if bar is not None:
             bar.close()
@@ -153,7 +163,7 @@ def run_test(args) -> int:
         start = time.perf_counter()
         with _open_input(name) as src:
             stats = decompress_stream(src, _NullSink(), args.model, workers=_workers(args.workers, None, 1, args.ray),
-                                      ray=args.ray)
+                                      ray=args.ray, prompt=SoftPrompt.load(args.prompt) if args.prompt else None)
         if not args.quiet:
             print(f"{name}: OK ({stats.raw_bytes:,} bytes, {time.perf_counter() - start:.1f} s)", file=sys.stderr)
     return 0
@@ -377,6 +387,13 @@ def _codec_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--window", type=int, metavar="TOKENS",
                    help="LLMs: attention window in tokens, to carry context through long chunks "
                         "(e.g. --chunk-size 65536 --window 1024); default: the whole chunk")
+    p.add_argument("--prompt", metavar="FILE", help="steer the model with a soft prompt (lmpress tune); "
+                   "decompress: the prompt the archive names, unless it embeds it")
+    p.add_argument("--embed-prompt", choices=PRIORS, metavar="PRIOR",
+                   help=f"store the prompt in the archive, quantized and coded with a hyper-prior "
+                        f"({', '.join(PRIORS)}); its bits count in the archive")
+    p.add_argument("--prompt-levels", type=int, default=DEFAULT_PROMPT_LEVELS,
+                   help="quantization levels of an embedded prompt")
     _common(p)
 
 
@@ -402,6 +419,7 @@ def build_parser() -> argparse.ArgumentParser:
     t = sub.add_parser("test", help="decode archives and check them; write nothing")
     t.add_argument("files", nargs="+", metavar="FILE")
     t.add_argument("-m", "--model")
+    t.add_argument("--prompt", metavar="FILE", help="the soft prompt the archives name")
     _common(t)
     i = sub.add_parser("info", help="show an archive's header and block table")
     i.add_argument("files", nargs="+", metavar="FILE")
@@ -443,16 +461,15 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--no-cache", action="store_true")
     _common(b)
     sub.add_parser("train", help="train a byte transformer (see: lmpress train --help)", add_help=False)
+    sub.add_parser("tune", help="train a soft prompt for a model (see: lmpress tune --help)", add_help=False)
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    if argv and argv[0] == "train":
-        from lmpress.train.trainer import main as train_main
-
+    if argv and argv[0] in DELEGATED:
         try:
-            train_main(argv[1:])
+            importlib.import_module(DELEGATED[argv[0]]).main(argv[1:])
             return 0
         except LmpressError as e:
             print(f"lmpress: {e}", file=sys.stderr)

@@ -22,14 +22,17 @@ import torch
 
 from lmpress.coding import entropy
 from lmpress.coding.container import ArchiveReader, ArchiveWriter, BlockFrame, Header, Trailer
+from lmpress.coding.hyperprior import decode_vectors, encode_vectors
 from lmpress.errors import LmpressError
 from lmpress.models.base import Predictor
+from lmpress.models.prompt import SoftPrompt
 from lmpress.models.registry import load_predictor
 from lmpress.models.vocab import ByteVocabulary, Vocabulary
 from lmpress.parallel import Backend, BlockRunner
 
 DEFAULT_CHUNK_SIZE = 2048
 DEFAULT_BLOCK_CHUNKS = 64
+DEFAULT_PROMPT_LEVELS = 16  # quantization levels of an embedded soft prompt
 CODER = f"constriction-range/p{entropy.PRECISION}/{entropy.QUANTIZER}"
 CODING_THREADS = 1  # per process; fixed so that probabilities never depend on the machine's load
 
@@ -56,7 +59,7 @@ def _chunk_lengths(raw_length: int, chunk_size: int) -> np.ndarray:
 
 def _lockstep(predictor: Predictor, chunk_lengths: np.ndarray,
               code_step: Callable[[int, np.ndarray, np.ndarray], np.ndarray],
-              progress: ProgressFn | None) -> None:
+              progress: ProgressFn | None, prefix: np.ndarray | None = None) -> None:
     """Drive the predictor over all chunks of a block, one symbol per chunk per step.
 
     ``code_step(t, active, weights)`` codes symbol ``t`` of the chunks listed in
@@ -64,13 +67,13 @@ def _lockstep(predictor: Predictor, chunk_lengths: np.ndarray,
     symbols' pieces reach its byte length, which both sides know, so encoder and
     decoder make the same calls with the same shapes. For byte models every
     symbol is one byte and the active chunks are all of them, or all but a
-    shorter last one.
+    shorter last one. ``prefix``: soft-prompt vectors fed to every chunk after BOS.
     """
     n = len(chunk_lengths)
     vocab = predictor.vocab
     done = np.zeros(n, dtype=np.int64)  # bytes coded so far, per chunk
     fed = np.zeros(n, dtype=np.int64)  # last symbol of each chunk (finished chunks repeat theirs)
-    probs = predictor.begin(n)
+    probs = predictor.begin(n, prefix)
     for t in itertools.count():
         active = np.flatnonzero(done < chunk_lengths)
         weights = entropy.frequencies(probs[active])
@@ -91,7 +94,7 @@ def _model_symbols(vocab: Vocabulary, symbols: np.ndarray) -> np.ndarray:
 
 
 def encode_block(predictor: Predictor, data: bytes, chunk_size: int,
-                 progress: ProgressFn | None = None) -> bytes:
+                 progress: ProgressFn | None = None, prefix: np.ndarray | None = None) -> bytes:
     """The range-coded payload of one block."""
     lengths = _chunk_lengths(len(data), chunk_size)
     tokens = [predictor.vocab.tokenize(data[i * chunk_size: (i + 1) * chunk_size]) for i in range(len(lengths))]
@@ -111,12 +114,12 @@ def encode_block(predictor: Predictor, data: bytes, chunk_size: int,
         return symbols
 
     with coding_threads():
-        _lockstep(predictor, lengths, code_step, progress)
+        _lockstep(predictor, lengths, code_step, progress, prefix)
     return encoder.finish()
 
 
 def decode_block(predictor: Predictor, payload: bytes, raw_length: int, chunk_size: int,
-                 progress: ProgressFn | None = None) -> bytes:
+                 progress: ProgressFn | None = None, prefix: np.ndarray | None = None) -> bytes:
     lengths = _chunk_lengths(raw_length, chunk_size)
     try:
         decoder = entropy.Decoder(payload)
@@ -137,7 +140,7 @@ def decode_block(predictor: Predictor, payload: bytes, raw_length: int, chunk_si
         return symbols
 
     with coding_threads():
-        _lockstep(predictor, lengths, code_step, progress)
+        _lockstep(predictor, lengths, code_step, progress, prefix)
     return _assemble(predictor, columns, lengths)
 
 
@@ -164,12 +167,13 @@ def _assemble(predictor: Predictor, columns: list[tuple[np.ndarray, np.ndarray]]
 # predictor is loaded once per process (load_predictor caches it).
 
 
-def encode_job(model: str, window: int | None, data: bytes, chunk_size: int) -> bytes:
-    return encode_block(load_predictor(model, window), data, chunk_size)
+def encode_job(model: str, window: int | None, prefix: np.ndarray | None, data: bytes, chunk_size: int) -> bytes:
+    return encode_block(load_predictor(model, window), data, chunk_size, prefix=prefix)
 
 
-def decode_job(model: str, window: int | None, payload: bytes, raw_length: int, chunk_size: int) -> bytes:
-    return decode_block(load_predictor(model, window), payload, raw_length, chunk_size)
+def decode_job(model: str, window: int | None, prefix: np.ndarray | None, payload: bytes, raw_length: int,
+               chunk_size: int) -> bytes:
+    return decode_block(load_predictor(model, window), payload, raw_length, chunk_size, prefix=prefix)
 
 
 def _read_blocks(src: BinaryIO, block_bytes: int) -> Iterator[bytes]:
@@ -199,26 +203,52 @@ def make_header(predictor: Predictor, chunk_size: int, block_chunks: int) -> Hea
     return Header(predictor.name, predictor.model_id, predictor.describe(), chunk_size, block_chunks, CODER)
 
 
+def steering(predictor: Predictor, prompt: SoftPrompt | None, embed_prior: str | None = None,
+             levels: int = DEFAULT_PROMPT_LEVELS) -> tuple[np.ndarray | None, dict | None, bytes]:
+    """(prefix vectors, header description, embedded code) for coding with ``prompt``.
+
+    Embedded (``embed_prior``): the prompt is quantized and coded with that hyper-prior, the
+    code goes into the archive, and both sides use the dequantized vectors.
+    """
+    if prompt is None:
+        if embed_prior is not None:
+            raise LmpressError("--embed-prompt needs --prompt")
+        return None, None, b""
+    prompt.check_model(predictor)
+    if embed_prior is None:
+        return prompt.vectors, {"id": prompt.id, "tokens": prompt.tokens}, b""
+    coded = encode_vectors(prompt.vectors, embed_prior, levels)
+    used = SoftPrompt(coded.values, prompt.model_id)
+    return used.vectors, {"id": used.id, "tokens": used.tokens, "prior": embed_prior, "levels": levels}, coded.code
+
+
 def compress_stream(src: BinaryIO, dst: BinaryIO, model: str = "default", *,
                     chunk_size: int = DEFAULT_CHUNK_SIZE, block_chunks: int = DEFAULT_BLOCK_CHUNKS,
                     window: int | None = None, workers: int = 1, ray: str | None = None,
-                    progress: ProgressFn | None = None) -> CodingStats:
+                    progress: ProgressFn | None = None, prompt: SoftPrompt | None = None,
+                    embed_prompt: str | None = None, prompt_levels: int = DEFAULT_PROMPT_LEVELS) -> CodingStats:
     """Compress everything readable from ``src`` into ``dst`` as one archive.
 
     ``window`` (LLMs only): attention window in tokens, for chunks longer than it.
     ``workers`` / ``ray``: where blocks are coded (see lmpress.parallel); the archive is the same.
+    ``prompt``: steer the model with a soft prompt; the archive names it, or, with
+    ``embed_prompt`` (a hyper-prior: gaussian, histogram, lloyd-max), carries it quantized to
+    ``prompt_levels`` levels so the prompt's bits are part of the archive.
     """
     predictor = load_predictor(model, window)
-    writer = ArchiveWriter(dst, make_header(predictor, chunk_size, block_chunks))
+    prefix, prompt_info, prompt_code = steering(predictor, prompt, embed_prompt, prompt_levels)
+    header = make_header(predictor, chunk_size, block_chunks)
+    header.prompt, header.prompt_code = prompt_info, prompt_code
+    writer = ArchiveWriter(dst, header)
     stats = CodingStats()
     blocks: list[bytes] = []
 
     def jobs() -> Iterator[tuple]:
         for data in _read_blocks(src, chunk_size * block_chunks):
             blocks.append(data)
-            yield (model, window, data, chunk_size)
+            yield (model, window, prefix, data, chunk_size)
 
-    local = lambda _m, _w, data, cs: encode_block(predictor, data, cs, progress)  # noqa: E731
+    local = lambda _m, _w, pre, data, cs: encode_block(predictor, data, cs, progress, pre)  # noqa: E731
     runner = BlockRunner(Backend(workers, ray))
     for payload in runner.map(encode_job, local, jobs()):
         data = blocks.pop(0)
@@ -248,6 +278,25 @@ def predictor_for_archive(header: Header, model: str | None) -> Predictor:
     return predictor
 
 
+def prefix_for_archive(header: Header, predictor: Predictor, prompt: SoftPrompt | None) -> np.ndarray | None:
+    """The soft-prompt vectors an archive was coded with: embedded in it, or the ``prompt`` it names."""
+    if header.prompt is None:
+        return None
+    wanted = header.prompt.get("id", "")
+    if header.prompt_code:
+        try:
+            used = SoftPrompt(decode_vectors(header.prompt_code), predictor.model_id)
+        except LmpressError:
+            raise LmpressError("archive is corrupted (its embedded soft prompt does not decode)") from None
+    elif prompt is None:
+        raise LmpressError(f"archive was made with soft prompt {wanted[:12]}; pass it with --prompt FILE")
+    else:
+        used = prompt
+    if used.id != wanted:
+        raise LmpressError(f"archive was made with soft prompt {wanted[:12]}, not {used.id[:12]}")
+    return used.vectors
+
+
 class DecodedCheck:
     """Checks decoded blocks against their frames, and the whole against the trailer."""
 
@@ -269,12 +318,16 @@ class DecodedCheck:
 
 
 def decompress_stream(src: BinaryIO, dst: BinaryIO, model: str | None = None, *,
-                      workers: int = 1, ray: str | None = None,
-                      progress: ProgressFn | None = None) -> CodingStats:
-    """Decode one archive from ``src`` into ``dst``; raise LmpressError on any mismatch."""
+                      workers: int = 1, ray: str | None = None, progress: ProgressFn | None = None,
+                      prompt: SoftPrompt | None = None) -> CodingStats:
+    """Decode one archive from ``src`` into ``dst``; raise LmpressError on any mismatch.
+
+    ``prompt``: the soft prompt the archive names, if it was made with one it does not embed.
+    """
     reader = ArchiveReader(src)
     header = reader.header
     predictor = predictor_for_archive(header, model)
+    prefix = prefix_for_archive(header, predictor, prompt)
     check = DecodedCheck()
     frames: list[BlockFrame] = []
     window = header.model_info.get("window")
@@ -282,9 +335,9 @@ def decompress_stream(src: BinaryIO, dst: BinaryIO, model: str | None = None, *,
     def jobs() -> Iterator[tuple]:
         for _, frame, payload in reader.blocks():
             frames.append(frame)
-            yield (model or header.model_name, window, payload, frame.raw_length, header.chunk_size)
+            yield (model or header.model_name, window, prefix, payload, frame.raw_length, header.chunk_size)
 
-    local = lambda _m, _w, p, n, cs: decode_block(predictor, p, n, cs, progress)  # noqa: E731
+    local = lambda _m, _w, pre, p, n, cs: decode_block(predictor, p, n, cs, progress, pre)  # noqa: E731
     runner = BlockRunner(Backend(workers, ray))
     for data in runner.map(decode_job, local, jobs()):
         frame = frames.pop(0)

@@ -4,6 +4,7 @@ All integers little-endian. Laid out so that it can be written and read as a
 stream (stdin/stdout), and still be indexed for random access::
 
     header   magic "LMPZ" | version u8 | settings length u16 | settings (JSON) | model id (32 bytes)
+             | [coded soft prompt, settings["prompt"]["code_bytes"] bytes, if any]
              | header crc32 u32 (of everything before it)
     block*   frame: raw length u32 | payload length u32 | raw crc32 u32 | payload crc32 u32
              | frame crc32 u32 (of the 16 bytes before it) ; then the range-coded payload
@@ -13,6 +14,9 @@ stream (stdin/stdout), and still be indexed for random access::
 The settings JSON names the model and its shape, the chunk size, the number of
 chunks per block and the coder; every block holds whole chunks, so its chunk
 count is ``ceil(raw length / chunk size)``. Each block decodes on its own.
+An archive made with a soft prompt names it in the settings (``prompt``: id,
+tokens) and, when the prompt is part of the code, carries it quantized and
+range-coded (``coding/hyperprior.py``) in the header.
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ MAGIC = b"LMPZ"
 VERSION = 1
 END_MARK = 0xFFFFFFFF
 SUFFIX = ".lmpz"
+MAX_PROMPT_CODE = 1 << 24
 
 _FRAME = struct.Struct("<IIII")
 _TRAILER_HEAD = struct.Struct("<IIQI")
@@ -43,12 +48,17 @@ class Header:
     chunk_size: int
     block_chunks: int
     coder: str
+    prompt: dict | None = None  # the soft prompt's id, tokens and (if embedded) how it is coded
+    prompt_code: bytes = b""  # the embedded prompt (hyper-prior code), counted in the archive size
 
     def to_bytes(self) -> bytes:
-        settings = json.dumps({"model": self.model_name, "model_info": self.model_info,
-                               "chunk_size": self.chunk_size, "block_chunks": self.block_chunks,
-                               "coder": self.coder}, sort_keys=True, separators=(",", ":")).encode()
-        body = MAGIC + bytes([VERSION]) + struct.pack("<H", len(settings)) + settings + bytes.fromhex(self.model_id)
+        settings = {"model": self.model_name, "model_info": self.model_info, "chunk_size": self.chunk_size,
+                    "block_chunks": self.block_chunks, "coder": self.coder}
+        if self.prompt is not None:
+            settings["prompt"] = {**self.prompt, "code_bytes": len(self.prompt_code)}
+        raw = json.dumps(settings, sort_keys=True, separators=(",", ":")).encode()
+        body = (MAGIC + bytes([VERSION]) + struct.pack("<H", len(raw)) + raw + bytes.fromhex(self.model_id)
+                + self.prompt_code)
         return body + struct.pack("<I", zlib.crc32(body))
 
 
@@ -142,15 +152,23 @@ class ArchiveReader:
         (n,) = struct.unpack("<H", self._read(2, "header"))
         settings_raw = self._read(n, "header")
         model_id = self._read(32, "header").hex()
+        try:
+            s = json.loads(settings_raw)
+            prompt = s.get("prompt")
+            code_bytes = int(prompt["code_bytes"]) if prompt is not None else 0
+        except (ValueError, KeyError, TypeError, AttributeError):
+            raise LmpressError("archive is corrupted (unreadable header settings)") from None
+        if not 0 <= code_bytes <= MAX_PROMPT_CODE:
+            raise LmpressError("archive is corrupted (impossible prompt size in the header)")
+        prompt_code = self._read(code_bytes, "header")
         body_crc = self._crc
         (stored,) = struct.unpack("<I", self._read(4, "header"))
         if stored != body_crc:
             raise LmpressError("archive is corrupted (header checksum mismatch)")
         try:
-            s = json.loads(settings_raw)
             return Header(s["model"], model_id, s["model_info"], int(s["chunk_size"]),
-                          int(s["block_chunks"]), s["coder"])
-        except (ValueError, KeyError, TypeError):
+                          int(s["block_chunks"]), s["coder"], prompt, prompt_code)
+        except (KeyError, TypeError):
             raise LmpressError("archive is corrupted (unreadable header settings)") from None
 
     def snapshot(self) -> tuple[int, int, int]:

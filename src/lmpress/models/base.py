@@ -14,6 +14,7 @@ from __future__ import annotations
 from typing import Any, Protocol
 
 import numpy as np
+import torch
 
 from lmpress.models.vocab import Vocabulary
 
@@ -22,13 +23,27 @@ class Predictor(Protocol):
     name: str  # the name an archive records (registry name or path)
     model_id: str  # hex SHA-256 of weights and config
     vocab: Vocabulary  # symbols and the bytes each stands for
+    embedding_dim: int  # width of the input vectors (soft prompts live there)
 
     def describe(self) -> dict[str, Any]:
         """Facts for the archive header and ``lmpress info`` (parameters, layers, ...)."""
         ...
 
-    def begin(self, batch: int) -> np.ndarray:
-        """Start ``batch`` sequences at BOS; return the first distributions, float32 [batch, vocab.size]."""
+    def begin(self, batch: int, prefix: np.ndarray | None = None) -> np.ndarray:
+        """Start ``batch`` sequences at BOS; return the first distributions, float32 [batch, vocab.size].
+
+        ``prefix`` [N, embedding_dim]: input vectors fed after BOS (a soft prompt,
+        ``models/prompt.py``); the first distributions are those after its last vector.
+        """
+        ...
+
+    def embed(self, symbols: np.ndarray) -> np.ndarray:
+        """The input vectors of symbols, float32 [len(symbols), embedding_dim]."""
+        ...
+
+    def code_length(self, chunks: list[bytes], prefix: torch.Tensor | None = None) -> torch.Tensor:
+        """Teacher-forced code length in bits of each chunk, as the codec would code it from BOS
+        (after ``prefix``); differentiable in ``prefix``, for soft-prompt training."""
         ...
 
     def advance(self, symbols: np.ndarray) -> np.ndarray:

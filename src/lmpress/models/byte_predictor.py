@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 from lmpress.models.store import load_model, model_id
 from lmpress.models.transformer import BOS, ByteTransformer, KVCache
@@ -22,6 +24,7 @@ class TransformerPredictor:
         self.manifest = manifest or {}
         self.model_id = model_id(model)
         self._cache: KVCache | None = None
+        self.embedding_dim = model.cfg.d_model
 
     @classmethod
     def from_file(cls, path: Path, name: str | None = None) -> TransformerPredictor:
@@ -46,10 +49,27 @@ class TransformerPredictor:
         logits = self.model.step(tokens, self._cache)
         return torch.softmax(logits, dim=-1).numpy()
 
+    def code_length(self, chunks: list[bytes], prefix: torch.Tensor | None = None) -> torch.Tensor:
+        bits = []
+        for chunk in chunks:  # one at a time: chunks may differ in length
+            targets = torch.frombuffer(bytearray(chunk), dtype=torch.uint8).long()[None]
+            inputs = torch.cat([torch.full((1, 1), BOS), targets[:, :-1]], dim=1)
+            logits = self.model(inputs, prefix)[0]
+            bits.append(F.cross_entropy(logits, targets[0], reduction="sum") / math.log(2))
+        return torch.stack(bits)
+
     @torch.no_grad()
-    def begin(self, batch: int) -> np.ndarray:
+    def embed(self, symbols: np.ndarray) -> np.ndarray:
+        return self.model.embed(torch.as_tensor(np.asarray(symbols, dtype=np.int64))).numpy()
+
+    @torch.no_grad()
+    def begin(self, batch: int, prefix: np.ndarray | None = None) -> np.ndarray:
         self._cache = self.model.new_cache(batch)
-        return self._probabilities(torch.full((batch,), BOS, dtype=torch.long))
+        probs = self._probabilities(torch.full((batch,), BOS, dtype=torch.long))
+        if prefix is not None:
+            for vector in torch.as_tensor(prefix):
+                probs = torch.softmax(self.model.step_vectors(vector.expand(batch, -1), self._cache), dim=-1).numpy()
+        return probs
 
     @torch.no_grad()
     def advance(self, symbols: np.ndarray) -> np.ndarray:

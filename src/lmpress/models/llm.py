@@ -169,37 +169,72 @@ class LLM(torch.nn.Module):
     @torch.no_grad()
     def step(self, tokens: torch.Tensor, caches: list[LayerCache]) -> torch.Tensor:
         """Feed one token per sequence (all at the same position); return logits [batch, vocab]."""
-        cfg = self.cfg
+        return self.step_vectors(self.embed[tokens] * self.embed_scale, caches)
+
+    @torch.no_grad()
+    def step_vectors(self, x: torch.Tensor, caches: list[LayerCache]) -> torch.Tensor:
+        """``step`` fed input vectors [batch, hidden] (embeddings as the first layer sees them)."""
         position = caches[0].length
-        b, nh, nkv, hd = tokens.shape[0], cfg.heads, cfg.kv_heads, cfg.head_dim
-        x = self.embed[tokens] * self.embed_scale
-        for i, (layer, cache) in enumerate(zip(self.layers, caches)):
-            h = _rms_norm(x, layer["attn_norm"], cfg.norm_eps)
-            qkv = h @ layer["qkv"]
-            q = qkv[:, : nh * hd].view(b, nkv, nh // nkv, hd)
-            k = qkv[:, nh * hd: (nh + nkv) * hd].view(b, nkv, hd)
-            v = qkv[:, (nh + nkv) * hd:].view(b, nkv, hd)
-            if "q_norm" in layer:
-                q = _rms_norm(q, layer["q_norm"], cfg.norm_eps)
-                k = _rms_norm(k, layer["k_norm"], cfg.norm_eps)
+
+        def attend(i: int, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
             cos, sin = self._rope(i, position)
             q, k = _rotate(q, cos, sin), _rotate(k, cos, sin)
-            keys, values = cache.append(k, v)
-            scores = (q @ keys.transpose(-1, -2)) * cfg.attention_scale  # [b, nkv, group, used]
-            attn = torch.softmax(scores, dim=-1) @ values  # [b, nkv, group, hd]
-            out = attn.reshape(b, nh * hd) @ layer["o"]
-            if "post_attn_norm" in layer:
-                out = _rms_norm(out, layer["post_attn_norm"], cfg.norm_eps)
-            x = x + out
-            h = _rms_norm(x, layer["mlp_norm"], cfg.norm_eps)
-            gate, up = (h @ layer["gate_up"]).chunk(2, dim=-1)
-            act = F.gelu(gate, approximate="tanh") if cfg.family == "gemma3" else F.silu(gate)
-            out = (act * up) @ layer["down"]
-            if "post_mlp_norm" in layer:
-                out = _rms_norm(out, layer["post_mlp_norm"], cfg.norm_eps)
-            x = x + out
-        x = _rms_norm(x, self.final_norm, cfg.norm_eps)
-        return x @ self.head.t()
+            keys, values = caches[i].append(k, v)
+            scores = (q @ keys.transpose(-1, -2)) * self.cfg.attention_scale  # [b, nkv, group, used]
+            return torch.softmax(scores, dim=-1) @ values  # [b, nkv, group, hd]
+
+        for i in range(self.cfg.layers):
+            x = self._layer(i, x, attend)
+        return _rms_norm(x, self.final_norm, self.cfg.norm_eps) @ self.head.t()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Teacher-forced logits [batch, T, vocab] for input vectors [batch, T, hidden] (differentiable
+        in ``x``: soft-prompt training). Same network as ``step``; positions start at 0."""
+        cfg, t = self.cfg, x.shape[1]
+        positions = torch.arange(t, dtype=torch.float64)
+        distance = positions[:, None] - positions[None, :]
+
+        def attend(i: int, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+            angles = positions[:, None] * self.inv_freq[i][None, :]
+            cos, sin = torch.cos(angles).float(), torch.sin(angles).float()
+            q = _rotate(q, cos[:, None, None], sin[:, None, None])  # [b, T, nkv, group, hd]
+            k = _rotate(k, cos[:, None], sin[:, None])  # [b, T, nkv, hd]
+            b, nkv, group, hd = q.shape[0], q.shape[2], q.shape[3], q.shape[4]
+            window = cfg.layer_window[i]
+            mask = (distance >= 0) & (distance < (window if window is not None else t))
+            y = F.scaled_dot_product_attention(
+                q.permute(0, 2, 3, 1, 4).reshape(b, nkv * group, t, hd), k.transpose(1, 2), v.transpose(1, 2),
+                attn_mask=mask, scale=cfg.attention_scale, enable_gqa=True)
+            return y.transpose(1, 2)  # [b, T, heads, hd]
+
+        for i in range(cfg.layers):
+            x = self._layer(i, x, attend)
+        return _rms_norm(x, self.final_norm, cfg.norm_eps) @ self.head.t()
+
+    def _layer(self, i: int, x: torch.Tensor, attend) -> torch.Tensor:
+        """One decoder layer on x [..., hidden]; ``attend(i, q, k, v)`` does the positional part."""
+        cfg, layer = self.cfg, self.layers[i]
+        nh, nkv, hd = cfg.heads, cfg.kv_heads, cfg.head_dim
+        h = _rms_norm(x, layer["attn_norm"], cfg.norm_eps)
+        qkv = h @ layer["qkv"]
+        lead = qkv.shape[:-1]
+        q = qkv[..., : nh * hd].reshape(*lead, nkv, nh // nkv, hd)
+        k = qkv[..., nh * hd: (nh + nkv) * hd].reshape(*lead, nkv, hd)
+        v = qkv[..., (nh + nkv) * hd:].reshape(*lead, nkv, hd)
+        if "q_norm" in layer:
+            q = _rms_norm(q, layer["q_norm"], cfg.norm_eps)
+            k = _rms_norm(k, layer["k_norm"], cfg.norm_eps)
+        out = attend(i, q, k, v).reshape(*lead, nh * hd) @ layer["o"]
+        if "post_attn_norm" in layer:
+            out = _rms_norm(out, layer["post_attn_norm"], cfg.norm_eps)
+        x = x + out
+        h = _rms_norm(x, layer["mlp_norm"], cfg.norm_eps)
+        gate, up = (h @ layer["gate_up"]).chunk(2, dim=-1)
+        act = F.gelu(gate, approximate="tanh") if cfg.family == "gemma3" else F.silu(gate)
+        out = (act * up) @ layer["down"]
+        if "post_mlp_norm" in layer:
+            out = _rms_norm(out, layer["post_mlp_norm"], cfg.norm_eps)
+        return x + out
 
 
 def _rotate(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:

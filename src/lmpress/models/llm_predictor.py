@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import tempfile
 from dataclasses import asdict
@@ -20,6 +21,7 @@ from typing import Any
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 from lmpress.errors import LmpressError
 from lmpress.models.llm import LLM, LayerCache, LLMConfig
@@ -116,6 +118,7 @@ class LLMPredictor:
             raise LmpressError(f"context window must be more than {ATTENTION_SINKS} tokens")
         self.window = window
         self._caches: list[LayerCache] | None = None
+        self.embedding_dim = self.cfg.hidden
 
     def describe(self) -> dict[str, Any]:
         c = self.cfg
@@ -137,10 +140,37 @@ class LLMPredictor:
         assert self._caches is not None
         return torch.softmax(self.llm.step(tokens, self._caches), dim=-1).numpy()
 
+    def code_length(self, chunks: list[bytes], prefix: torch.Tensor | None = None) -> torch.Tensor:
+        """Bits of each chunk's tokens (escaped bytes: the escape token plus 8 bits)."""
+        vocab, bits = self.vocab, []
+        bos = self.llm.embed[self.bos][None] * self.llm.embed_scale
+        for chunk in chunks:
+            symbols = vocab.tokenize(chunk)
+            escaped = symbols >= vocab.size
+            targets = torch.from_numpy(np.where(escaped, vocab.escape if vocab.escape is not None else 0, symbols))
+            parts = [bos] + ([prefix] if prefix is not None else [])
+            parts.append(self.llm.embed[targets[:-1]] * self.llm.embed_scale)
+            x = torch.cat(parts)[None]
+            logits = self.llm(x)[0, x.shape[1] - len(targets):]
+            nats = F.cross_entropy(logits, targets, reduction="sum")
+            bits.append(nats / math.log(2) + 8.0 * int(escaped.sum()))
+        return torch.stack(bits)
+
     @torch.no_grad()
-    def begin(self, batch: int) -> np.ndarray:
+    def embed(self, symbols: np.ndarray) -> np.ndarray:
+        """Input vectors as the first layer sees them (Gemma's embedding scale applied)."""
+        return (self.llm.embed[torch.as_tensor(np.asarray(symbols, dtype=np.int64))] * self.llm.embed_scale).numpy()
+
+    @torch.no_grad()
+    def begin(self, batch: int, prefix: np.ndarray | None = None) -> np.ndarray:
         self._caches = self.llm.new_cache(batch, self.window, ATTENTION_SINKS)
-        return self._probabilities(torch.full((batch,), self.bos, dtype=torch.long))
+        probs = self._probabilities(torch.full((batch,), self.bos, dtype=torch.long))
+        if prefix is not None and len(prefix):
+            if self.window is not None and len(prefix) + ATTENTION_SINKS >= self.window:
+                raise LmpressError("the soft prompt does not fit in the attention window")
+            for vector in torch.as_tensor(prefix):
+                probs = torch.softmax(self.llm.step_vectors(vector.expand(batch, -1), self._caches), dim=-1).numpy()
+        return probs
 
     @torch.no_grad()
     def advance(self, symbols: np.ndarray) -> np.ndarray:

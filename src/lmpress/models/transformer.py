@@ -176,17 +176,25 @@ class ByteTransformer(nn.Module):
         n = sum(p.numel() for p in self.parameters())
         return n - self.embed.weight.numel() if non_embedding else n
 
-    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
-        """Teacher-forced logits [B, T, 256] for tokens [B, T] (first token usually BOS)."""
-        t = tokens.shape[1]
+    def forward(self, tokens: torch.Tensor, prefix: torch.Tensor | None = None) -> torch.Tensor:
+        """Teacher-forced logits [B, T, 256] for tokens [B, T] (first token usually BOS).
+
+        ``prefix`` [N, d_model]: input vectors (a soft prompt) placed after the
+        first token; the logits returned are still those of the T positions
+        that predict the T targets.
+        """
+        x = self.embed(tokens)
+        n = 0 if prefix is None else prefix.shape[0]
+        if n:
+            x = torch.cat([x[:, :1], prefix.expand(x.shape[0], n, -1), x[:, 1:]], dim=1)
+        t = x.shape[1]
         cos, sin = rope_tables(self.cfg, torch.arange(t))
         i = torch.arange(t)
         distance = i[:, None] - i[None, :]
         mask = (distance >= 0) & (distance < self.cfg.attn_span)
-        x = self.embed(tokens)
         for block in self.blocks:
             x = block(x, cos, sin, mask)
-        return self.head(self.norm_out(x))
+        return self.head(self.norm_out(x[:, n:]))
 
     def new_cache(self, batch: int) -> KVCache:
         for block in self.blocks:
@@ -196,9 +204,13 @@ class ByteTransformer(nn.Module):
     @torch.no_grad()
     def step(self, tokens: torch.Tensor, cache: KVCache) -> torch.Tensor:
         """Logits [B, 256] for the symbol after ``tokens`` [B], advancing ``cache`` by one."""
+        return self.step_vectors(self.embed(tokens), cache)
+
+    @torch.no_grad()
+    def step_vectors(self, x: torch.Tensor, cache: KVCache) -> torch.Tensor:
+        """``step`` fed input vectors [B, d_model] instead of symbols (soft prompts)."""
         pos = cache.pos
         cos, sin = rope_tables(self.cfg, torch.tensor([pos]))
-        x = self.embed(tokens)
         for layer, block in enumerate(self.blocks):
             x = block.step(x, cos, sin, cache.k[layer], cache.v[layer], pos)
         cache.pos += 1
