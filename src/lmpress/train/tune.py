@@ -123,10 +123,10 @@ def tune(cfg: TuneConfig) -> SoftPrompt:
             bits.backward()
             optimizer.step()
             state["step"] += 1
-            state["log"].append((state["step"], float(bits)))
+            state["log"].append((state["step"], bits.item()))
             state["seconds"] = time.perf_counter() - started
             recent = np.mean([b for _, b in state["log"][-10:]])
-            bar.update(1, status=f"{float(bits):.3f} bits/byte (last 10: {recent:.3f})")
+            bar.update(1, status=f"{bits.item():.3f} bits/byte (last 10: {recent:.3f})")
             if state["step"] % cfg.checkpoint_every == 0 or state["step"] == cfg.steps:
                 checkpoint()
     info = {"kind": "trained", "model": predictor.name, "steps": state["step"], "batch": cfg.batch,
