@@ -59,6 +59,25 @@ def test_network_matches_transformers(smollm2):
         assert torch.allclose(logits, expected[:, t], atol=2e-3, rtol=0), t
 
 
+def test_soft_prompt_teacher_forced_matches_steps_and_round_trips(smollm2, wiki):
+    """The differentiable forward (soft-prompt training) spends what the coder spends, escapes included."""
+    from lmpress.models.prompt import random_prompt
+
+    prompt = random_prompt(smollm2, 3)
+    chunk = wiki[:200] + b"\xff\x04" + wiki[200:260]
+    symbols = smollm2.vocab.tokenize(chunk)
+    fed = np.where(symbols >= smollm2.vocab.size, smollm2.vocab.escape, symbols)
+    probs, bits = smollm2.begin(1, prompt.vectors), 0.0
+    for s in fed:
+        bits -= np.log2(probs[0, s])
+        probs = smollm2.advance(np.array([s]))
+    bits += 8 * int((symbols >= smollm2.vocab.size).sum())
+    forced = smollm2.code_length([chunk], torch.from_numpy(prompt.vectors))
+    assert forced.item() == pytest.approx(bits, rel=1e-4)
+    blob = lmpress.compress(chunk, "smollm2-135m", prompt=prompt, embed_prompt="lloyd-max")
+    assert lmpress.decompress(blob) == chunk
+
+
 def test_round_trip_text_and_binary(smollm2, wiki):
     data = wiki[:1024] + tricky_bytes() + wiki[1024:1536]
     blob = lmpress.compress(data, "smollm2-135m", chunk_size=512, block_chunks=2)
