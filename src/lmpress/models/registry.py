@@ -20,6 +20,7 @@ WEIGHTS_DIR = Path(__file__).parent / "weights"
 # name -> folder under weights/ holding model.pt, MODEL_CARD.md, manifest.json
 SHIPPED: dict[str, str] = {
     "multimodal-800k": "multimodal-800k",
+    "text-800k": "text-800k",
 }
 ALIASES: dict[str, str] = {"default": "multimodal-800k"}
 
