@@ -201,7 +201,7 @@ def run_info(args) -> int:
             records.append({
                 "file": name, "archive_bytes": reader.offset,
                 "model": {"name": h.model_name, "id": h.model_id, **h.model_info},
-                "chunk_size": h.chunk_size, "block_chunks": h.block_chunks, "coder": h.coder,
+                "chunk_size": h.chunk_size, "block_chunks": h.block_chunks, "coder": h.coder, "prompt": h.prompt,
                 "original_length": t.original_length, "data_crc32": f"{t.data_crc:08x}",
                 "rate": reader.offset / t.original_length if t.original_length else None,
                 "blocks": blocks,
@@ -220,6 +220,12 @@ def run_info(args) -> int:
               f"(query/kv), {context}")
         print(f"  chunking     {r['chunk_size']} bytes per chunk (context), {r['block_chunks']} chunks per block")
         print(f"  coder        {r['coder']}")
+        if (prompt := r["prompt"]) is not None:
+            where = "named only (decode with --prompt)"
+            if prompt.get("code_bytes"):
+                where = (f"in the archive: {prompt['prior']} hyper-prior, {prompt['levels']} levels, "
+                         f"{prompt['code_bytes']:,} bytes")
+            print(f"  prompt       id {prompt['id']}, {prompt['tokens']} vectors, {where}")
         rate = f"{r['rate']:.4f}" if r["rate"] is not None else "-"
         print(f"  lengths      original {r['original_length']:,} bytes, archive {r['archive_bytes']:,} bytes, "
               f"rate {rate}")
