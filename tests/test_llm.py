@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import os
 
 import numpy as np
@@ -76,6 +77,19 @@ def test_soft_prompt_teacher_forced_matches_steps_and_round_trips(smollm2, wiki)
     assert forced.item() == pytest.approx(bits, rel=1e-4)
     blob = lmpress.compress(chunk, "smollm2-135m", prompt=prompt, embed_prompt="lloyd-max")
     assert lmpress.decompress(blob) == chunk
+
+
+def test_bfloat16_weights_round_trip_and_are_recorded(wiki):
+    from lmpress.coding.container import ArchiveReader
+
+    data = wiki[5000:5600]
+    blob = lmpress.compress(data, "smollm2-135m", precision="bfloat16")
+    assert ArchiveReader(io.BytesIO(blob)).header.model_info["precision"] == "bfloat16"
+    assert lmpress.decompress(blob) == data  # the decoder takes the precision from the archive
+    float32 = lmpress.compress(data, "smollm2-135m")
+    assert float32 != blob and abs(len(float32) - len(blob)) <= 0.02 * len(float32)
+    with pytest.raises(LmpressError, match="pretrained LLMs only"):
+        lmpress.compress(data, "default", precision="bfloat16")
 
 
 def test_round_trip_text_and_binary(smollm2, wiki):

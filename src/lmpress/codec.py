@@ -32,6 +32,7 @@ from lmpress.parallel import Backend, BlockRunner
 
 DEFAULT_CHUNK_SIZE = 2048
 DEFAULT_BLOCK_CHUNKS = 64
+PRECISIONS = ("float32", "bfloat16")
 DEFAULT_PROMPT_LEVELS = 16  # quantization levels of an embedded soft prompt
 CODER = f"constriction-range/p{entropy.PRECISION}/{entropy.QUANTIZER}"
 CODING_THREADS = 1  # per process; fixed so that probabilities never depend on the machine's load
@@ -167,13 +168,25 @@ def _assemble(predictor: Predictor, columns: list[tuple[np.ndarray, np.ndarray]]
 # predictor is loaded once per process (load_predictor caches it).
 
 
-def encode_job(model: str, window: int | None, prefix: np.ndarray | None, data: bytes, chunk_size: int) -> bytes:
-    return encode_block(load_predictor(model, window), data, chunk_size, prefix=prefix)
+def encode_job(model: str, options: dict, prefix: np.ndarray | None, data: bytes, chunk_size: int) -> bytes:
+    return encode_block(load_predictor(model, **options), data, chunk_size, prefix=prefix)
 
 
-def decode_job(model: str, window: int | None, prefix: np.ndarray | None, payload: bytes, raw_length: int,
+def decode_job(model: str, options: dict, prefix: np.ndarray | None, payload: bytes, raw_length: int,
                chunk_size: int) -> bytes:
-    return decode_block(load_predictor(model, window), payload, raw_length, chunk_size, prefix=prefix)
+    return decode_block(load_predictor(model, **options), payload, raw_length, chunk_size, prefix=prefix)
+
+
+def model_options(window: int | None = None, precision: str = "float32") -> dict:
+    """How a model runs (``load_predictor``'s keyword arguments); recorded in the archive header."""
+    if precision not in PRECISIONS:
+        raise LmpressError(f"precision must be one of {', '.join(PRECISIONS)}")
+    return {"window": window, "precision": precision}
+
+
+def archive_options(header: Header) -> dict:
+    info = header.model_info
+    return model_options(info.get("window"), info.get("precision", "float32"))
 
 
 def _read_blocks(src: BinaryIO, block_bytes: int) -> Iterator[bytes]:
@@ -224,18 +237,20 @@ def steering(predictor: Predictor, prompt: SoftPrompt | None, embed_prior: str |
 
 def compress_stream(src: BinaryIO, dst: BinaryIO, model: str = "default", *,
                     chunk_size: int = DEFAULT_CHUNK_SIZE, block_chunks: int = DEFAULT_BLOCK_CHUNKS,
-                    window: int | None = None, workers: int = 1, ray: str | None = None,
+                    window: int | None = None, precision: str = "float32", workers: int = 1, ray: str | None = None,
                     progress: ProgressFn | None = None, prompt: SoftPrompt | None = None,
                     embed_prompt: str | None = None, prompt_levels: int = DEFAULT_PROMPT_LEVELS) -> CodingStats:
     """Compress everything readable from ``src`` into ``dst`` as one archive.
 
     ``window`` (LLMs only): attention window in tokens, for chunks longer than it.
+    ``precision`` (LLMs only): "float32" or "bfloat16" weight matmuls (faster; recorded in the archive).
     ``workers`` / ``ray``: where blocks are coded (see lmpress.parallel); the archive is the same.
     ``prompt``: steer the model with a soft prompt; the archive names it, or, with
     ``embed_prompt`` (a hyper-prior: gaussian, histogram, lloyd-max), carries it quantized to
     ``prompt_levels`` levels so the prompt's bits are part of the archive.
     """
-    predictor = load_predictor(model, window)
+    options = model_options(window, precision)
+    predictor = load_predictor(model, **options)
     prefix, prompt_info, prompt_code = steering(predictor, prompt, embed_prompt, prompt_levels)
     header = make_header(predictor, chunk_size, block_chunks)
     header.prompt, header.prompt_code = prompt_info, prompt_code
@@ -246,7 +261,7 @@ def compress_stream(src: BinaryIO, dst: BinaryIO, model: str = "default", *,
     def jobs() -> Iterator[tuple]:
         for data in _read_blocks(src, chunk_size * block_chunks):
             blocks.append(data)
-            yield (model, window, prefix, data, chunk_size)
+            yield (model, options, prefix, data, chunk_size)
 
     local = lambda _m, _w, pre, data, cs: encode_block(predictor, data, cs, progress, pre)  # noqa: E731
     runner = BlockRunner(Backend(workers, ray))
@@ -265,7 +280,7 @@ def predictor_for_archive(header: Header, model: str | None) -> Predictor:
     if header.coder != CODER:
         raise LmpressError(f"archive uses coder {header.coder!r}, this lmpress has {CODER!r}")
     try:
-        predictor = load_predictor(model or header.model_name, header.model_info.get("window"))
+        predictor = load_predictor(model or header.model_name, **archive_options(header))
     except LmpressError:
         if model is None:
             raise LmpressError(f"archive needs model {header.model_name!r} (id {header.model_id[:12]}), "
@@ -330,12 +345,12 @@ def decompress_stream(src: BinaryIO, dst: BinaryIO, model: str | None = None, *,
     prefix = prefix_for_archive(header, predictor, prompt)
     check = DecodedCheck()
     frames: list[BlockFrame] = []
-    window = header.model_info.get("window")
+    options = archive_options(header)
 
     def jobs() -> Iterator[tuple]:
         for _, frame, payload in reader.blocks():
             frames.append(frame)
-            yield (model or header.model_name, window, prefix, payload, frame.raw_length, header.chunk_size)
+            yield (model or header.model_name, options, prefix, payload, frame.raw_length, header.chunk_size)
 
     local = lambda _m, _w, pre, p, n, cs: decode_block(predictor, p, n, cs, progress, pre)  # noqa: E731
     runner = BlockRunner(Backend(workers, ray))

@@ -118,14 +118,17 @@ def _rms_norm(x: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tensor
 class LLM(torch.nn.Module):
     """The network, with weights taken from a transformers model's state dict."""
 
-    def __init__(self, cfg: LLMConfig, state: dict[str, torch.Tensor]) -> None:
+    def __init__(self, cfg: LLMConfig, state: dict[str, torch.Tensor], dtype: torch.dtype = torch.float32) -> None:
+        """``dtype``: of the weight matrices (float32, or bfloat16 for speed); norms, attention, the
+        KV cache and the residual stream stay float32."""
         super().__init__()
         self.cfg = cfg
+        self.dtype = dtype
         gemma = cfg.family == "gemma3"
         # Gemma's RMSNorm multiplies by (1 + w); fold the 1 in once.
         norm = (lambda w: (w.float() + 1.0)) if gemma else (lambda w: w.float())
         self.embed = state["model.embed_tokens.weight"].float().contiguous()
-        self.head = state.get("lm_head.weight", self.embed).float().contiguous()
+        self.head = state.get("lm_head.weight", self.embed).to(dtype).contiguous()
         self.embed_scale = math.sqrt(cfg.hidden) if gemma else 1.0
         self.final_norm = norm(state["model.norm.weight"])
         self.layers = []
@@ -134,10 +137,11 @@ class LLM(torch.nn.Module):
             layer = {
                 # One fused matmul for q, k and v (fewer, larger calls per step).
                 "qkv": torch.cat((get("self_attn.q_proj.weight"), get("self_attn.k_proj.weight"),
-                                  get("self_attn.v_proj.weight"))).t().contiguous(),
-                "o": get("self_attn.o_proj.weight").t().contiguous(),
-                "gate_up": torch.cat((get("mlp.gate_proj.weight"), get("mlp.up_proj.weight"))).t().contiguous(),
-                "down": get("mlp.down_proj.weight").t().contiguous(),
+                                  get("self_attn.v_proj.weight"))).t().to(dtype).contiguous(),
+                "o": get("self_attn.o_proj.weight").t().to(dtype).contiguous(),
+                "gate_up": torch.cat((get("mlp.gate_proj.weight"),
+                                      get("mlp.up_proj.weight"))).t().to(dtype).contiguous(),
+                "down": get("mlp.down_proj.weight").t().to(dtype).contiguous(),
                 "attn_norm": norm(get("input_layernorm.weight")),
             }
             if gemma:
@@ -185,7 +189,7 @@ class LLM(torch.nn.Module):
 
         for i in range(self.cfg.layers):
             x = self._layer(i, x, attend)
-        return _rms_norm(x, self.final_norm, self.cfg.norm_eps) @ self.head.t()
+        return _matmul(_rms_norm(x, self.final_norm, self.cfg.norm_eps), self.head.t())
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Teacher-forced logits [batch, T, vocab] for input vectors [batch, T, hidden] (differentiable
@@ -209,14 +213,14 @@ class LLM(torch.nn.Module):
 
         for i in range(cfg.layers):
             x = self._layer(i, x, attend)
-        return _rms_norm(x, self.final_norm, cfg.norm_eps) @ self.head.t()
+        return _matmul(_rms_norm(x, self.final_norm, cfg.norm_eps), self.head.t())
 
     def _layer(self, i: int, x: torch.Tensor, attend) -> torch.Tensor:
         """One decoder layer on x [..., hidden]; ``attend(i, q, k, v)`` does the positional part."""
         cfg, layer = self.cfg, self.layers[i]
         nh, nkv, hd = cfg.heads, cfg.kv_heads, cfg.head_dim
         h = _rms_norm(x, layer["attn_norm"], cfg.norm_eps)
-        qkv = h @ layer["qkv"]
+        qkv = _matmul(h, layer["qkv"])
         lead = qkv.shape[:-1]
         q = qkv[..., : nh * hd].reshape(*lead, nkv, nh // nkv, hd)
         k = qkv[..., nh * hd: (nh + nkv) * hd].reshape(*lead, nkv, hd)
@@ -224,17 +228,24 @@ class LLM(torch.nn.Module):
         if "q_norm" in layer:
             q = _rms_norm(q, layer["q_norm"], cfg.norm_eps)
             k = _rms_norm(k, layer["k_norm"], cfg.norm_eps)
-        out = attend(i, q, k, v).reshape(*lead, nh * hd) @ layer["o"]
+        out = _matmul(attend(i, q, k, v).reshape(*lead, nh * hd), layer["o"])
         if "post_attn_norm" in layer:
             out = _rms_norm(out, layer["post_attn_norm"], cfg.norm_eps)
         x = x + out
         h = _rms_norm(x, layer["mlp_norm"], cfg.norm_eps)
-        gate, up = (h @ layer["gate_up"]).chunk(2, dim=-1)
+        gate, up = _matmul(h, layer["gate_up"]).chunk(2, dim=-1)
         act = F.gelu(gate, approximate="tanh") if cfg.family == "gemma3" else F.silu(gate)
-        out = (act * up) @ layer["down"]
+        out = _matmul(act * up, layer["down"])
         if "post_mlp_norm" in layer:
             out = _rms_norm(out, layer["post_mlp_norm"], cfg.norm_eps)
         return x + out
+
+
+def _matmul(x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    """x @ weight in the weight's dtype, back to float32 (a no-op cast for float32 weights)."""
+    if weight.dtype == x.dtype:
+        return x @ weight
+    return (x.to(weight.dtype) @ weight).float()
 
 
 def _rotate(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:

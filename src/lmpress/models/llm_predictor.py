@@ -95,7 +95,7 @@ def _convert(source: Path, target: Path) -> None:
 class LLMPredictor:
     """Steps a batch of token sequences in lockstep with the LLM's KV caches."""
 
-    def __init__(self, source: Path, name: str, window: int | None = None) -> None:
+    def __init__(self, source: Path, name: str, window: int | None = None, precision: str = "float32") -> None:
         source = Path(source)
         if not source.exists():
             raise LmpressError(f"model {source} does not exist")
@@ -108,7 +108,11 @@ class LLMPredictor:
         meta = json.loads((cached / "meta.json").read_text())
         config = meta["config"]
         self.cfg = LLMConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in config.items()})
-        self.llm = LLM(self.cfg, torch.load(cached / "weights.pt", weights_only=True))
+        dtype = {"float32": torch.float32, "bfloat16": torch.bfloat16}.get(precision)
+        if dtype is None:
+            raise LmpressError(f"unknown precision {precision!r} (float32 or bfloat16)")
+        self.precision = precision
+        self.llm = LLM(self.cfg, torch.load(cached / "weights.pt", weights_only=True), dtype)
         from tokenizers import Tokenizer
 
         self.vocab = TokenVocabulary(Tokenizer.from_file(str(cached / "tokenizer.json")))
@@ -133,6 +137,7 @@ class LLMPredictor:
             "vocabulary": self.vocab.size,
             "tokenizer": self.vocab.kind,
             "window": self.window,
+            "precision": self.precision,
             "stored_bytes": sum(p.stat().st_size for p in source_files(self.source)),
         }
 

@@ -59,11 +59,14 @@ def shipped_names() -> list[str]:
 
 
 @lru_cache(maxsize=4)
-def load_predictor(name: str, window: int | None = None) -> Predictor:
+def load_predictor(name: str, window: int | None = None, precision: str = "float32") -> Predictor:
     """A model by name (``default``, ``multimodal-800k``, ``smollm2-135m``, ...) or by path.
 
     ``window`` (tokens) bounds an LLM's attention so that long chunks are coded
     with a sliding window; byte models have their own span and refuse it.
+    ``precision`` ("float32" or "bfloat16", LLMs only): the dtype of the weight
+    matmuls; bfloat16 is ~2.4x faster on CPUs with bf16 units, and an archive
+    records which one made it.
     """
     from lmpress.models.byte_predictor import TransformerPredictor
     from lmpress.models.llm_predictor import LLMPredictor
@@ -72,9 +75,11 @@ def load_predictor(name: str, window: int | None = None) -> Predictor:
     path = Path(name)
     if canonical in LLMS or path.suffix == ".gguf" or path.is_dir():
         source = LLMS[canonical]() if canonical in LLMS else path
-        return LLMPredictor(source, canonical if canonical in LLMS else str(path), window)
+        return LLMPredictor(source, canonical if canonical in LLMS else str(path), window, precision)
     if window is not None:
         raise LmpressError("--window applies to pretrained LLMs only (byte models have a fixed attention span)")
+    if precision != "float32":
+        raise LmpressError("--precision applies to pretrained LLMs only (byte models run in float32)")
     if canonical in SHIPPED:
         path = WEIGHTS_DIR / SHIPPED[canonical] / "model.pt"
         if not path.exists():
