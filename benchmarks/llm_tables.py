@@ -31,13 +31,13 @@ from lmpress.progress import Progress
 
 
 def neural_row(data: bytes, model: str, mode: str, chunk_size: int, block_chunks: int,
-               window: int | None, workers: int) -> dict:
-    predictor = load_predictor(model, window)
+               window: int | None, workers: int, precision: str = "float32") -> dict:
+    predictor = load_predictor(model, window, precision)
     archive = io.BytesIO()
     with Progress(len(data), f"{model} {mode} encode") as bar:
         start = time.perf_counter()
         compress_stream(io.BytesIO(data), archive, model, chunk_size=chunk_size, block_chunks=block_chunks,
-                        window=window, workers=workers, progress=bar.update)
+                        window=window, precision=precision, workers=workers, progress=bar.update)
         encode_s = time.perf_counter() - start
     decoded = io.BytesIO()
     with Progress(len(data), f"{model} {mode} decode") as bar:
@@ -49,8 +49,8 @@ def neural_row(data: bytes, model: str, mode: str, chunk_size: int, block_chunks
     info = predictor.describe()
     size = len(archive.getvalue())
     return {"compressor": model, "parameters": info["parameters"], "mode": mode, "chunk_size": chunk_size,
-            "window": window, "encode_s": encode_s, "decode_s": decode_s, "compressed_bits": 8 * size,
-            "rate": size / len(data), "decode_kb_s": len(data) / decode_s / 1e3}
+            "window": window, "precision": precision, "encode_s": encode_s, "decode_s": decode_s,
+            "compressed_bits": 8 * size, "rate": size / len(data), "decode_kb_s": len(data) / decode_s / 1e3}
 
 
 def classical_rows(data: bytes) -> list[dict]:
@@ -95,6 +95,8 @@ def main() -> None:
     p.add_argument("--block-chunks", type=int, default=0,
                    help="chunks per block (0: split the input into one block per worker)")
     p.add_argument("--workers", type=int, default=2)
+    p.add_argument("--precision", choices=["float32", "bfloat16"], default="float32",
+                   help="LLM weight matmuls (byte models always run in float32)")
     p.add_argument("--json", type=Path)
     a = p.parse_args()
 
@@ -110,10 +112,12 @@ def main() -> None:
             if llm and (a.window_models is None or model in a.window_models):
                 modes.append((f"sliding window {a.window} tok, {a.segment // 1024} KB segments",
                               a.segment, a.window))
+            precision = a.precision if llm else "float32"
             for mode, chunk_size, window in modes:
                 chunks = -(-len(data) // chunk_size)
                 block_chunks = a.block_chunks or max(1, -(-chunks // a.workers))
-                rows.append(neural_row(data, model, mode, chunk_size, block_chunks, window, a.workers))
+                label = mode + (", bfloat16" if precision == "bfloat16" else "")
+                rows.append(neural_row(data, model, label, chunk_size, block_chunks, window, a.workers, precision))
         print(markdown(rows, n) + "\n")
         results.append({"bytes": n, "file": str(path), "rows": rows})
     own, children = peak_rss_bytes()
