@@ -60,3 +60,37 @@ def test_in_context_curves_add_up_to_the_whole_chunk(corpus):
     teacher_forced = cross_entropy_bits(predictor.model, data, CHUNK) / len(data)
     assert abs(model_curve.mean() - teacher_forced) < 0.01 * teacher_forced  # quantization costs < 1%
     assert model_curve[0] > model_curve[-1]  # more context, fewer bits
+
+
+def test_quantized_storage_sizes_and_errors():
+    from lmpress.analysis.model_size import quantized
+    from lmpress.models.registry import SHIPPED, WEIGHTS_DIR
+    from lmpress.models.store import load_model
+
+    model, _ = load_model(WEIGHTS_DIR / SHIPPED["multimodal-800k"] / "model.pt")
+    matrices = [p for p in model.parameters() if p.dim() == 2]
+    vectors = sum(p.numel() for p in model.parameters() if p.dim() < 2)
+    n2 = sum(p.numel() for p in matrices)
+    _, fp32 = quantized(model, "float32")
+    half, fp16 = quantized(model, "float16")
+    int8, q8 = quantized(model, "int8")
+    assert fp32 == 4 * model.num_parameters()
+    assert fp16 == 2 * n2 + 4 * vectors
+    assert q8 == n2 + 4 * sum(p.shape[0] for p in matrices) + 4 * vectors
+    for original, rounded in zip(matrices, [p for p in int8.parameters() if p.dim() == 2]):
+        step = original.abs().amax(dim=1, keepdim=True) / 127
+        assert ((original - rounded).abs() <= step / 2 + 1e-7).all()  # nearest of the 255 levels
+        assert all(len(row.unique()) <= 255 for row in rounded[:4])
+    assert next(p for p in half.parameters() if p.dim() == 2).dtype.is_floating_point
+    assert list(model.parameters())[0] is not list(int8.parameters())[0]  # the original is untouched
+
+
+def test_model_size_adjusts_by_dataset_size(other_model):
+    from lmpress.analysis.model_size import run
+
+    result = run([str(other_model)], "text", 2048, ["float32", "int8"], [1e4, 1e9], workers=1)
+    fp32, int8 = result["points"]
+    assert fp32["stored_bytes"] > int8["stored_bytes"]
+    for p in (fp32, int8):
+        assert p["adjusted"]["1e+04"] == p["rate"] + p["stored_bytes"] / 1e4
+    assert result["best"]["1e+04"].endswith("(int8)")  # small data: the smaller stored model wins

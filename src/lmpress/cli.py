@@ -33,7 +33,7 @@ from lmpress.models.prompt import SoftPrompt
 from lmpress.progress import Progress
 
 SUBCOMMANDS = ("compress", "decompress", "test", "info", "models", "demo", "train", "tune", "bench", "generate",
-               "in-context")
+               "in-context", "model-size")
 # Subcommands with their own parser (a module with main(argv)).
 DELEGATED = {"train": "lmpress.train.trainer", "tune": "lmpress.train.tune"}
 
@@ -343,6 +343,32 @@ def run_in_context(args) -> int:
     return 0
 
 
+def run_model_size(args) -> int:
+    """Adjusted rate against stored model size, per dataset size and storage precision."""
+    from lmpress.analysis import model_size
+
+    total = args.bytes * len(args.model) * len(args.precisions)
+    with Progress(total, "model-size", enabled=not args.quiet) as bar:
+        results = model_size.run(args.model, args.modality, args.bytes, args.precisions, args.sizes,
+                                 max(1, args.workers or 2), bar.update)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "model_size.json").write_text(json.dumps(results, indent=1))
+    model_size.plot(results, out / "model_size.png")
+    sizes = results["sizes"]
+    print(f"held-out {results['modality']}, {results['sample_bytes']:,} bytes coded and decoded per point")
+    print("| model | stored as | parameters | stored bytes | raw rate | " +
+          " | ".join(f"adjusted, {float(d):.0e} B" for d in sizes) + " |")
+    print("|---|---|---:|---:|---:|" + "---:|" * len(sizes))
+    for p in results["points"]:
+        print(f"| {p['model']} | {p['precision']} | {p['parameters']:,} | {p['stored_bytes']:,} | {p['rate']:.4f} | "
+              + " | ".join(f"{p['adjusted'][d]:.4f}" for d in sizes) + " |")
+    print("best per dataset size: " + "; ".join(f"{float(d):.0e} B: {b}" for d, b in results["best"].items()))
+    if not args.quiet:
+        print(f"wrote {out / 'model_size.json'}, {out / 'model_size.png'}", file=sys.stderr)
+    return 0
+
+
 def run_bench(args) -> int:
     """The studies' comparison table on any data: every figure decoded and checked."""
     from lmpress.baselines import ALL as BASELINES
@@ -458,6 +484,18 @@ def build_parser() -> argparse.ArgumentParser:
     ic.add_argument("--bucket", type=int, default=64, help="positions per point of the curve")
     ic.add_argument("--out", default="in-context-results")
     ic.add_argument("-q", "--quiet", action="store_true")
+    ms = sub.add_parser("model-size", help="adjusted rate against stored model size (float32 / float16 / int8)")
+    ms.add_argument("-m", "--model", nargs="+", default=["multimodal-800k", "text-800k"],
+                    help="shipped byte models, model files, smollm2-135m / gemma3-270m (as shipped, GGUF)")
+    ms.add_argument("--modality", default="text", choices=["text", "image", "audio"])
+    ms.add_argument("--bytes", type=int, default=32768, help="held-out bytes coded per point")
+    ms.add_argument("--precisions", nargs="+", default=["float32", "float16", "int8"],
+                    choices=["float32", "float16", "int8"])
+    ms.add_argument("--sizes", nargs="+", type=float, default=[1e5, 1e6, 1e7, 1e8, 1e9],
+                    help="dataset sizes (bytes) for the adjusted rate")
+    ms.add_argument("-j", "--workers", type=int, default=2)
+    ms.add_argument("--out", default="model-size-results")
+    ms.add_argument("-q", "--quiet", action="store_true")
     b = sub.add_parser("bench", help="compare lmpress models with classical codecs on real data")
     b.add_argument("data", nargs="*", help="presets wiki, text, image, audio, random, or files/folders "
                    "(default: wiki image audio random)")
@@ -495,7 +533,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.command in ("compress", "decompress"):
             return run_codec(args, decompress=args.command == "decompress" or args.decompress)
         commands = {"test": run_test, "info": run_info, "models": run_models, "demo": run_demo, "bench": run_bench,
-                    "generate": run_generate, "in-context": run_in_context}
+                    "generate": run_generate, "in-context": run_in_context, "model-size": run_model_size}
         return commands[args.command](args)
     except UsageError as e:
         parser.error(str(e))
