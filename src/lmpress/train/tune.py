@@ -142,17 +142,18 @@ def tune(cfg: TuneConfig) -> SoftPrompt:
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(prog="lmpress tune", description="Train a soft prompt for a model.")
     p.add_argument("out", help=f"prompt file to write (e.g. wiki{SUFFIX}); resumes from OUT.ckpt")
-    p.add_argument("-m", "--model", default="default")
+    p.add_argument("-m", "--model", default="default", help="model name or file (byte models and LLMs)")
     p.add_argument("--tokens", type=int, default=TuneConfig.tokens, help="virtual tokens (vectors) in the prompt")
-    p.add_argument("--steps", type=int, default=TuneConfig.steps)
+    p.add_argument("--steps", type=int, default=TuneConfig.steps,
+                   help="Adam steps in total (a resumed run continues up to this count)")
     p.add_argument("--batch", type=int, default=TuneConfig.batch, help="windows per step")
-    p.add_argument("--chunk-size", type=int, default=TuneConfig.chunk_size)
+    p.add_argument("--chunk-size", type=int, default=TuneConfig.chunk_size, help="bytes per training window")
     p.add_argument("--lr", type=float, default=TuneConfig.lr, help="Adam step relative to the embeddings' scale")
     p.add_argument("--init", default="random", help="'random' or 'text:SOME TEXT'")
     p.add_argument("--data", action="append", default=[], metavar="PATH",
                    help="training file or folder (repeatable); default: the corpus's Wikipedia training split")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--seed", type=int, default=0, help="random prompt and window sampling")
+    p.add_argument("--threads", type=int, default=2, help="torch threads")
     a = p.parse_args(argv)
     cfg = TuneConfig(out=a.out, model=a.model, tokens=a.tokens, steps=a.steps, batch=a.batch,
                      chunk_size=a.chunk_size, lr=a.lr, init=a.init, data=a.data, seed=a.seed, threads=a.threads,
