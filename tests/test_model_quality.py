@@ -31,3 +31,17 @@ def test_default_model_beats_gzip_on_chunks(modality):
     layout = {"text": Layout(), "image": Layout("image", 64, 32), "audio": Layout("audio", sample_rate=16000)}
     gz = chunked_size(Gzip(), data, layout[modality])
     assert len(archive) < gz, f"{modality}: lmpress {len(archive)} bytes vs gzip -9 chunked {gz} bytes"
+
+
+@pytest.mark.parametrize("model,modality", [("text-800k", "text"), ("image-800k", "image"), ("audio-800k", "audio")])
+def test_unimodal_models_beat_the_default_on_their_modality(model, modality):
+    """Each unimodal model is the specialist: on held-out data of its modality it beats the multimodal default."""
+    from lmpress.models.registry import SHIPPED
+
+    if model not in SHIPPED:
+        pytest.skip(f"{model} is not shipped")
+    data = held_out_sample(modality)
+    archive = lmpress.compress(data, model)
+    assert lmpress.decompress(archive) == data
+    default = len(lmpress.compress(data))
+    assert len(archive) < default, f"{model}: {len(archive)} bytes vs default {default} bytes"
