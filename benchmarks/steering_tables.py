@@ -25,6 +25,7 @@ is the 100th step of the 500-step run: constant learning rate).
 from __future__ import annotations
 
 import argparse
+import io
 import json
 import shutil
 import time
@@ -32,6 +33,7 @@ from pathlib import Path
 
 from lmpress import compress, decompress
 from lmpress.bench.measure import machine_line
+from lmpress.coding.container import ArchiveReader
 from lmpress.coding.hyperprior import PRIORS, encode_vectors
 from lmpress.data.corpus import corpus_root
 from lmpress.models.prompt import SoftPrompt, random_prompt, text_prompt
@@ -55,7 +57,9 @@ def coded_row(label: str, data: bytes, a, prompt: SoftPrompt | None = None, embe
     decode_s = time.perf_counter() - start
     if decoded != data:
         raise SystemExit(f"{label}: decoded data differs from the input")
-    row = {"setting": label, "archive_bytes": len(archive), "rate": len(archive) / len(data),
+    header_bytes = ArchiveReader(io.BytesIO(archive)).offset  # settings, model id, prompt id or code
+    row = {"setting": label, "archive_bytes": len(archive), "header_bytes": header_bytes,
+           "rate": len(archive) / len(data),
            "encode_s": round(encode_s, 1), "decode_s": round(decode_s, 1)}
     print(f"  {label}: {len(archive):,} bytes, rate {row['rate']:.4f}", flush=True)
     return row
@@ -136,15 +140,16 @@ def markdown(r: dict) -> str:
     lines = [f"Model {r['model']} ({r['parameters'] / 1e6:.2f}M parameters), {r['data']}; prompts of "
              f"{r['tokens']} vectors ({r['coordinates']} coordinates); every archive decoded and compared.", "",
              "Table 3: steering (rate = archive / data; with prompt = archive + prompt bytes not already in it)", "",
-             "| setting | archive bytes | rate | prompt bytes | rate with prompt | break-even (float32 / coded) |",
-             "|---|---:|---:|---:|---:|---:|"]
+             "| setting | archive bytes (header) | rate | prompt bytes | rate with prompt | "
+             "break-even (float32 / coded) |", "|---|---:|---:|---:|---:|---:|"]
     for row in r["table3"]:
         even = "-"
         if "break_even_bytes" in row:
             fmt = lambda v: f"{v / 1e6:.2f} MB" if v else "never"  # noqa: E731
             even = f"{fmt(row['break_even_bytes'])} / {fmt(row['break_even_coded_bytes'])}"
         prompt = f"{row['prompt_bytes']:,}" + (" (in archive)" if row.get("prompt_included") else "")
-        lines.append(f"| {row['setting']} | {row['archive_bytes']:,} | {row['rate']:.4f} | {prompt} | "
+        header = f" ({row['header_bytes']})" if "header_bytes" in row else ""
+        lines.append(f"| {row['setting']} | {row['archive_bytes']:,}{header} | {row['rate']:.4f} | {prompt} | "
                      f"{row['rate_with_prompt']:.4f} | {even} |")
     lines += ["", "Table 4: hyper-priors for the prompt trained on this data (stored in the archive)", "",
               "| prior | levels | bits used | bits/coord | entropy/coord | total entropy (bits) | MSE | "

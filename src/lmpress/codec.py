@@ -34,6 +34,7 @@ DEFAULT_CHUNK_SIZE = 2048
 DEFAULT_BLOCK_CHUNKS = 64
 PRECISIONS = ("float32", "bfloat16")
 DEFAULT_PROMPT_LEVELS = 16  # quantization levels of an embedded soft prompt
+PROMPT_ID_HEX = 32  # an archive names its prompt by the first 128 bits of the prompt's SHA-256 id
 CODER = f"constriction-range/p{entropy.PRECISION}/{entropy.QUANTIZER}"
 CODING_THREADS = 1  # per process; fixed so that probabilities never depend on the machine's load
 
@@ -229,10 +230,11 @@ def steering(predictor: Predictor, prompt: SoftPrompt | None, embed_prior: str |
         return None, None, b""
     prompt.check_model(predictor)
     if embed_prior is None:
-        return prompt.vectors, {"id": prompt.id, "tokens": prompt.tokens}, b""
+        return prompt.vectors, {"id": prompt.id[:PROMPT_ID_HEX], "tokens": prompt.tokens}, b""
     coded = encode_vectors(prompt.vectors, embed_prior, levels)
     used = SoftPrompt(coded.values, prompt.model_id)
-    return used.vectors, {"id": used.id, "tokens": used.tokens, "prior": embed_prior, "levels": levels}, coded.code
+    info = {"id": used.id[:PROMPT_ID_HEX], "tokens": used.tokens, "prior": embed_prior, "levels": levels}
+    return used.vectors, info, coded.code
 
 
 def compress_stream(src: BinaryIO, dst: BinaryIO, model: str = "default", *,
@@ -307,7 +309,7 @@ def prefix_for_archive(header: Header, predictor: Predictor, prompt: SoftPrompt 
         raise LmpressError(f"archive was made with soft prompt {wanted[:12]}; pass it with --prompt FILE")
     else:
         used = prompt
-    if used.id != wanted:
+    if used.id[:PROMPT_ID_HEX] != wanted:
         raise LmpressError(f"archive was made with soft prompt {wanted[:12]}, not {used.id[:12]}")
     return used.vectors
 

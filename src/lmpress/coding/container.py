@@ -55,7 +55,7 @@ class Header:
         settings = {"model": self.model_name, "model_info": self.model_info, "chunk_size": self.chunk_size,
                     "block_chunks": self.block_chunks, "coder": self.coder}
         if self.prompt is not None:
-            settings["prompt"] = {**self.prompt, "code_bytes": len(self.prompt_code)}
+            settings["prompt"] = {**self.prompt, **({"code_bytes": len(self.prompt_code)} if self.prompt_code else {})}
         raw = json.dumps(settings, sort_keys=True, separators=(",", ":")).encode()
         body = (MAGIC + bytes([VERSION]) + struct.pack("<H", len(raw)) + raw + bytes.fromhex(self.model_id)
                 + self.prompt_code)
@@ -155,7 +155,7 @@ class ArchiveReader:
         try:
             s = json.loads(settings_raw)
             prompt = s.get("prompt")
-            code_bytes = int(prompt["code_bytes"]) if prompt is not None else 0
+            code_bytes = int(prompt.get("code_bytes", 0)) if prompt is not None else 0
         except (ValueError, KeyError, TypeError, AttributeError):
             raise LmpressError("archive is corrupted (unreadable header settings)") from None
         if not 0 <= code_bytes <= MAX_PROMPT_CODE:
