@@ -21,6 +21,8 @@ WEIGHTS_DIR = Path(__file__).parent / "weights"
 SHIPPED: dict[str, str] = {
     "multimodal-800k": "multimodal-800k",
     "text-800k": "text-800k",
+    "image-800k": "image-800k",
+    "audio-800k": "audio-800k",
 }
 ALIASES: dict[str, str] = {"default": "multimodal-800k"}
 
