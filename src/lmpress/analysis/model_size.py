@@ -118,9 +118,12 @@ def plot(results: dict, path) -> None:
             ax.scatter(p["stored_bytes"], p["adjusted"][size], color=color, s=22,
                        marker=markers.get(p["precision"], "D"), zorder=3)
     for p in results["points"]:
-        ax.annotate(f"{p['model']}\n{p['precision']}", (p["stored_bytes"], p["rate"]), fontsize=6,
-                    textcoords="offset points", xytext=(3, -10))
+        if p["precision"] in ("float32", "gguf (as shipped)"):  # one label per model; markers tell precisions
+            ax.annotate(p["model"], (p["stored_bytes"], p["rate"]), fontsize=6, textcoords="offset points",
+                        xytext=(-10, -12 if p["model"].startswith("text") else 5))
         ax.scatter(p["stored_bytes"], p["rate"], color="black", s=10, marker=markers.get(p["precision"], "D"))
+    for name, marker in [*markers.items(), ("gguf (as shipped)", "D")]:
+        ax.scatter([], [], color="grey", marker=marker, s=22, label=f"stored as {name}")
     ax.set_xscale("log")
     ax.set_yscale("log")
     ax.axhline(1.0, color="grey", lw=0.6, ls=":")
