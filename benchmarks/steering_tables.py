@@ -93,18 +93,14 @@ def run(a) -> dict:
     table3[-1]["prompt_bytes"] = len(PREFIX_TEXT.encode())  # if it had to be sent at all
     table3.append(coded_row(f"random soft prompt (seed {a.seed})", data, a, random_prompt(predictor, a.tokens, a.seed)))
     table3[-1]["prompt_bytes"] = 4  # the seed
-    baseline = table3[0]["archive_bytes"]
     tune_seconds = {}
     for steps in a.steps:  # setting a: trained on the training split, named by the archive
         prompt = trained_prompt(a, "train-split", steps, [])
         tune_seconds[f"train-split {steps}"] = prompt.info["seconds"]
         row = coded_row(f"trained on training split, {steps} steps", data, a, prompt)
         row["prompt_bytes"] = prompt.stored_bytes
-        coded = encode_vectors(prompt.vectors, EMBED_PRIOR, a.levels[0])
-        row["prompt_coded_bytes"] = len(coded.code)
-        saved = baseline - row["archive_bytes"]  # bytes saved on this data
-        row["break_even_bytes"] = (round(prompt.stored_bytes * len(data) / saved) if saved > 0 else None)
-        row["break_even_coded_bytes"] = round(len(coded.code) * len(data) / saved) if saved > 0 else None
+        row["prompt_coded_bytes"] = len(encode_vectors(prompt.vectors, EMBED_PRIOR, a.levels[0]).code)
+        row["reusable"] = True
         table3.append(row)
     file_prompt = None
     for steps in a.steps:  # setting b: trained on this very data, stored in the archive
@@ -136,6 +132,16 @@ def run(a) -> dict:
             "prefix_text": PREFIX_TEXT, "machine": machine_line(), "table3": table3, "table4": table4}
 
 
+def break_even(row: dict, base: dict, data_bytes: int) -> tuple[float | None, float | None]:
+    """Data size at which a reusable prompt pays for itself: its one-off cost (float32 file, or coded
+    with the hyper-prior) plus the archive's longer header, over the payload bytes it saves per byte."""
+    saved = ((base["archive_bytes"] - base["header_bytes"]) - (row["archive_bytes"] - row["header_bytes"])) / data_bytes
+    if saved <= 0:
+        return None, None
+    extra_header = row["header_bytes"] - base["header_bytes"]
+    return ((row["prompt_bytes"] + extra_header) / saved, (row["prompt_coded_bytes"] + extra_header) / saved)
+
+
 def markdown(r: dict) -> str:
     lines = [f"Model {r['model']} ({r['parameters'] / 1e6:.2f}M parameters), {r['data']}; prompts of "
              f"{r['tokens']} vectors ({r['coordinates']} coordinates); every archive decoded and compared.", "",
@@ -144,9 +150,9 @@ def markdown(r: dict) -> str:
              "break-even (float32 / coded) |", "|---|---:|---:|---:|---:|---:|"]
     for row in r["table3"]:
         even = "-"
-        if "break_even_bytes" in row:
+        if row.get("reusable"):
             fmt = lambda v: f"{v / 1e6:.2f} MB" if v else "never"  # noqa: E731
-            even = f"{fmt(row['break_even_bytes'])} / {fmt(row['break_even_coded_bytes'])}"
+            even = " / ".join(fmt(v) for v in break_even(row, r["table3"][0], r["bytes"]))
         prompt = f"{row['prompt_bytes']:,}" + (" (in archive)" if row.get("prompt_included") else "")
         header = f" ({row['header_bytes']})" if "header_bytes" in row else ""
         lines.append(f"| {row['setting']} | {row['archive_bytes']:,}{header} | {row['rate']:.4f} | {prompt} | "
@@ -158,7 +164,9 @@ def markdown(r: dict) -> str:
         lines.append(f"| {row['prior']} | {row['levels']} | {row['bits']:,} | {row['bits_per_coordinate']:.3f} | "
                      f"{row['entropy_per_coordinate']:.3f} | {row['total_entropy_bits']:,.0f} | {row['mse']:.3g} | "
                      f"{row['archive_bytes']:,} | {row['rate']:.4f} |")
-    lines += ["", f"Soft-prompt training (s): {json.dumps(r['tune_seconds'])}; windows of {r['tune_window']} bytes, "
+    lines += ["", "Break-even: the data size at which the prompt's one-off cost (float32 file / coded with the "
+              f"{EMBED_PRIOR} hyper-prior) plus its longer archive header equals the payload it saves.",
+              "", f"Soft-prompt training (s): {json.dumps(r['tune_seconds'])}; windows of {r['tune_window']} bytes, "
               f"{r['tune_batch']} per step.", f"Machine: {r['machine']}"]
     return "\n".join(lines)
 
@@ -178,7 +186,11 @@ def main() -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--work", help="folder for prompts and checkpoints (default runs/steering/MODEL)")
     p.add_argument("--json", help="write the results here")
+    p.add_argument("--render", metavar="JSON", help="only print the tables of an earlier run's JSON")
     a = p.parse_args()
+    if a.render:
+        print(markdown(json.loads(Path(a.render).read_text())))
+        return
     a.work = a.work or f"runs/steering/{a.model}"
     result = run(a)
     text = markdown(result)
