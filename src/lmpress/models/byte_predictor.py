@@ -65,11 +65,10 @@ class TransformerPredictor:
     @torch.no_grad()
     def begin(self, batch: int, prefix: np.ndarray | None = None) -> np.ndarray:
         self._cache = self.model.new_cache(batch)
-        probs = self._probabilities(torch.full((batch,), BOS, dtype=torch.long))
-        if prefix is not None:
-            for vector in torch.as_tensor(prefix):
-                probs = torch.softmax(self.model.step_vectors(vector.expand(batch, -1), self._cache), dim=-1).numpy()
-        return probs
+        logits = self.model.step(torch.full((batch,), BOS, dtype=torch.long), self._cache)
+        for vector in torch.as_tensor(prefix if prefix is not None else np.zeros((0, self.embedding_dim), np.float32)):
+            logits = self.model.step_vectors(vector.expand(batch, -1), self._cache)
+        return torch.softmax(logits, dim=-1).numpy()
 
     @torch.no_grad()
     def advance(self, symbols: np.ndarray) -> np.ndarray:

@@ -169,13 +169,13 @@ class LLMPredictor:
     @torch.no_grad()
     def begin(self, batch: int, prefix: np.ndarray | None = None) -> np.ndarray:
         self._caches = self.llm.new_cache(batch, self.window, ATTENTION_SINKS)
-        probs = self._probabilities(torch.full((batch,), self.bos, dtype=torch.long))
-        if prefix is not None and len(prefix):
-            if self.window is not None and len(prefix) + ATTENTION_SINKS >= self.window:
-                raise LmpressError("the soft prompt does not fit in the attention window")
-            for vector in torch.as_tensor(prefix):
-                probs = torch.softmax(self.llm.step_vectors(vector.expand(batch, -1), self._caches), dim=-1).numpy()
-        return probs
+        prefix = prefix if prefix is not None else np.zeros((0, self.embedding_dim), np.float32)
+        if self.window is not None and len(prefix) and len(prefix) + ATTENTION_SINKS >= self.window:
+            raise LmpressError("the soft prompt does not fit in the attention window")
+        logits = self.llm.step(torch.full((batch,), self.bos, dtype=torch.long), self._caches)
+        for vector in torch.as_tensor(prefix):  # softmax only after the last input: one per block start
+            logits = self.llm.step_vectors(vector.expand(batch, -1), self._caches)
+        return torch.softmax(logits, dim=-1).numpy()
 
     @torch.no_grad()
     def advance(self, symbols: np.ndarray) -> np.ndarray:
