@@ -24,3 +24,26 @@ def other_model(tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("models") / "tiny.pt"
     save_model(path, model.eval(), {"name": "tiny-untrained"})
     return path
+
+
+def _retained_matches_full_batch(predictor, steps: int = 6, drop_after: int = 3, atol: float = 1e-5) -> None:
+    """Dropping finished sequences (Predictor.retain) leaves the others' distributions as they were."""
+    import numpy as np
+
+    symbols = np.random.default_rng(0).integers(0, 200, size=(3, steps))
+    predictor.begin(3)
+    for t in range(steps):
+        full = predictor.advance(symbols[:, t])
+    predictor.begin(3)
+    for t in range(steps):
+        if t == drop_after:
+            predictor.retain(np.array([0, 2]))
+        kept = predictor.advance(symbols[[0, 2], t] if t >= drop_after else symbols[:, t])
+    assert kept.shape == (2, full.shape[1])
+    assert np.allclose(kept, full[[0, 2]], atol=atol)
+    assert not np.allclose(kept[1], full[1], atol=atol)  # row 1 now holds the third sequence
+
+
+@pytest.fixture(scope="session")
+def retain_check():
+    return _retained_matches_full_batch

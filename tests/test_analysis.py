@@ -94,3 +94,24 @@ def test_model_size_adjusts_by_dataset_size(other_model):
     for p in (fp32, int8):
         assert p["adjusted"]["1e+04"] == p["rate"] + p["stored_bytes"] / 1e4
     assert result["best"]["1e+04"].endswith("(int8)")  # small data: the smaller stored model wins
+
+
+def test_tokenization_study_trains_codes_and_reuses_models(tmp_path):
+    from lmpress.analysis import tokenization
+
+    runs = tmp_path / "runs"
+    result = tokenization.run(runs, ["200k"], [256, 300], steps=1, sample_bytes=4096, batch_size=2, seq_len=32,
+                              workers=1)
+    byte_row, bpe_row = result["rows"]
+    assert (byte_row["vocab"], bpe_row["vocab"]) == (256, 300)
+    assert byte_row["bytes_per_token"] == 1.0 and bpe_row["bytes_per_token"] > 1.0
+    assert bpe_row["parameters"] - byte_row["parameters"] == 2 * 44 * 64  # 44 more embedding and output rows
+    assert 0 < byte_row["rate"] < 2 and 0 < bpe_row["rate"] < 2  # coded and decoded (coded_rate checks)
+    assert tokenization.best_vocab(result)["200k"] in (256, 300)
+    tokenization.write(result, tmp_path / "out")
+    assert (tmp_path / "out" / "tokenization.png").stat().st_size > 0
+
+    stamp = (runs / "200k-v300" / "model.pt").stat().st_mtime_ns
+    again = tokenization.run(runs, ["200k"], [300], steps=1, sample_bytes=4096, batch_size=2, seq_len=32, workers=1)
+    assert (runs / "200k-v300" / "model.pt").stat().st_mtime_ns == stamp  # finished models are reused
+    assert again["rows"][0]["rate"] == bpe_row["rate"]

@@ -161,3 +161,14 @@ def test_streaming_reads_at_most_two_blocks_ahead():
     compress_stream(src, io.BytesIO(), chunk_size=16, block_chunks=4, progress=progress)
     assert coded[0] == block_bytes * 12
     assert max(ahead) <= 2 * block_bytes  # bounded memory: the input is never read whole
+
+
+def test_retain_keeps_the_remaining_sequences(retain_check):
+    from lmpress.models.registry import load_predictor
+
+    retain_check(load_predictor("default"))
+
+
+def test_chunks_of_unequal_length_in_one_block():
+    # The short last chunk finishes first and is dropped from the batch; both sides agree.
+    roundtrip(os.urandom(2048 + 100), chunk_size=2048, block_chunks=2)

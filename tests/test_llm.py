@@ -133,3 +133,7 @@ def test_gemma3_round_trip(wiki):
     data = wiki[:600] + b"\xff\x00\xc3"
     blob = lmpress.compress(data, "gemma3-270m", chunk_size=400)
     assert lmpress.decompress(blob) == data
+
+
+def test_retain_keeps_the_remaining_sequences(smollm2, retain_check):
+    retain_check(smollm2, steps=4, drop_after=2, atol=1e-4)

@@ -61,3 +61,35 @@ def test_train_on_ray_gives_the_same_model(tmp_path, corpus):
     b, _ = load_model(on_ray / "model.pt")
     for (name, x), (_, y) in zip(a.state_dict().items(), b.state_dict().items()):
         assert torch.equal(x, y), name
+
+
+def test_bpe_model_trains_resumes_and_codes_any_bytes_exactly(tmp_path, corpus):
+    from lmpress.api import compress, decompress
+    from lmpress.models.byte_predictor import TransformerPredictor
+
+    out = tmp_path / "bpe"
+    assert train(out, 1, corpus, "--vocab", "400").returncode == 0
+    tokenizer = (out / "tokenizer.json").read_text()
+    r = train(out, 2, corpus, "--vocab", "400")  # resumes with the tokenizer it learned first
+    assert r.returncode == 0, r.stderr
+    assert (out / "tokenizer.json").read_text() == tokenizer
+
+    model, manifest = load_model(out / "model.pt")
+    assert model.cfg.vocab == 400 and manifest["vocab"] == 400 and manifest["tokenizer"] == tokenizer
+    assert 1.2 < manifest["bytes_per_token"] < 4  # merges learned from English text
+    assert manifest["held_out_bits_per_byte"]["text"] > 0 and set(manifest["held_out_bits_per_byte"]) == {
+        "step", "text"}
+    predictor = TransformerPredictor.from_file(out / "model.pt")
+    assert predictor.vocab.size == 400 and predictor.describe()["vocabulary"] == 400
+    assert len(predictor.vocab.tokenize(b"the the the the")) < 15  # BPE tokens, not bytes
+
+    data = (corpus / "text/canterbury/fields.c").read_bytes()[:3000] + bytes(range(256)) + b"\xff\xfe tail"
+    archive = compress(data, str(out / "model.pt"))
+    assert decompress(archive) == data
+
+
+def test_bpe_vocabulary_is_for_text_only(tmp_path, corpus):
+    cmd = [sys.executable, "-m", "lmpress.cli", "train", str(tmp_path / "x"), "--size", "200k", "--steps", "1",
+           "--vocab", "400", "--text", "1", "--image", "1", "--audio", "0"]
+    r = subprocess.run(cmd, capture_output=True, timeout=600)
+    assert r.returncode == 1 and b"text only" in r.stderr and b"Traceback" not in r.stderr

@@ -33,7 +33,7 @@ from lmpress.models.prompt import SoftPrompt
 from lmpress.progress import Progress
 
 SUBCOMMANDS = ("compress", "decompress", "test", "info", "models", "demo", "train", "tune", "bench", "generate",
-               "in-context", "model-size")
+               "in-context", "model-size", "tokenization")
 # Subcommands with their own parser (a module with main(argv)).
 DELEGATED = {"train": "lmpress.train.trainer", "tune": "lmpress.train.tune"}
 
@@ -215,8 +215,10 @@ def run_info(args) -> int:
         m = r["model"]
         print(f"{r['file']}:")
         print(f"  model        {m['name']}  id {m['id']}")
-        context = (f"attention span {m.get('attention_span')}" if m.get("kind") == "byte-transformer" else
-                   f"vocabulary {m.get('vocabulary'):,} ({m.get('tokenizer')}), window {m.get('window') or 'chunk'}")
+        vocabulary = f"vocabulary {m['vocabulary']:,} ({m.get('tokenizer')}), " if "vocabulary" in m else ""
+        span = (f"attention span {m.get('attention_span')}" if m.get("kind") == "byte-transformer"
+                else f"window {m.get('window') or 'chunk'}")
+        context = vocabulary + span
         print(f"               {m.get('kind', '?')}, {m.get('parameters', 0):,} parameters, "
               f"{m.get('layers')} layers, d_model {m.get('d_model')}, heads {m.get('heads')}/{m.get('kv_heads')} "
               f"(query/kv), {context}")
@@ -340,6 +342,24 @@ def run_in_context(args) -> int:
             print(f"  {name:20} {curve[0]:.3f} | {curve[len(curve) // 2]:.3f} | {curve[-1]:.3f}{tail}")
     if not args.quiet:
         print(f"wrote {out / 'in_context.json'}, {out / 'in_context.png'}", file=sys.stderr)
+    return 0
+
+
+def run_tokenization(args) -> int:
+    """Byte and BPE models trained alike, coding the same held-out Wikipedia sample."""
+    from lmpress.analysis import tokenization
+
+    cells = len(args.sizes) * len(args.vocabs)
+    with Progress(cells, "tokenization", unit="model", enabled=not args.quiet) as bar:
+        results = tokenization.run(Path(args.runs), args.sizes, args.vocabs, args.steps, args.bytes,
+                                   batch_size=args.batch_size, seq_len=args.seq_len, threads=args.threads,
+                                   workers=max(1, args.workers or 2), tick=bar.update)
+    tokenization.write(results, Path(args.out))
+    print(tokenization.markdown(results))
+    print("lowest rate per model size: " + ", ".join(
+        f"{size}: vocabulary {vocab:,}" for size, vocab in tokenization.best_vocab(results).items()))
+    if not args.quiet:
+        print(f"wrote {Path(args.out) / 'tokenization.json'}, {Path(args.out) / 'tokenization.png'}", file=sys.stderr)
     return 0
 
 
@@ -496,6 +516,19 @@ def build_parser() -> argparse.ArgumentParser:
     ms.add_argument("-j", "--workers", type=int, default=2)
     ms.add_argument("--out", default="model-size-results")
     ms.add_argument("-q", "--quiet", action="store_true")
+    tk = sub.add_parser("tokenization", help="byte vs BPE models of several vocabularies: coded rate on Wikipedia")
+    tk.add_argument("--sizes", nargs="+", default=["200k", "800k"], help="model presets (200k, 800k, 3.2m)")
+    tk.add_argument("--vocabs", nargs="+", type=int, default=[256, 1000, 2000, 5000, 10000, 20000],
+                    help="256 = bytes; more = byte-level BPE learned from the training text")
+    tk.add_argument("--steps", type=int, default=400, help="training steps per model (same for all)")
+    tk.add_argument("--batch-size", type=int, default=16)
+    tk.add_argument("--seq-len", type=int, default=512, help="training sequence length in symbols")
+    tk.add_argument("--threads", type=int, default=1, help="training threads")
+    tk.add_argument("--bytes", type=int, default=65536, help="held-out bytes coded and decoded per model")
+    tk.add_argument("-j", "--workers", type=int, default=2)
+    tk.add_argument("--runs", default="tokenization-runs", help="training folders (reused and resumed)")
+    tk.add_argument("--out", default="tokenization-results")
+    tk.add_argument("-q", "--quiet", action="store_true")
     b = sub.add_parser("bench", help="compare lmpress models with classical codecs on real data")
     b.add_argument("data", nargs="*", help="presets wiki, text, image, audio, random, or files/folders "
                    "(default: wiki image audio random)")
@@ -533,7 +566,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.command in ("compress", "decompress"):
             return run_codec(args, decompress=args.command == "decompress" or args.decompress)
         commands = {"test": run_test, "info": run_info, "models": run_models, "demo": run_demo, "bench": run_bench,
-                    "generate": run_generate, "in-context": run_in_context, "model-size": run_model_size}
+                    "generate": run_generate, "in-context": run_in_context, "model-size": run_model_size,
+                    "tokenization": run_tokenization}
         return commands[args.command](args)
     except UsageError as e:
         parser.error(str(e))

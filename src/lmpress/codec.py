@@ -37,6 +37,7 @@ DEFAULT_PROMPT_LEVELS = 16  # quantization levels of an embedded soft prompt
 PROMPT_ID_HEX = 32  # an archive names its prompt by the first 128 bits of the prompt's SHA-256 id
 CODER = f"constriction-range/p{entropy.PRECISION}/{entropy.QUANTIZER}"
 CODING_THREADS = 1  # per process; fixed so that probabilities never depend on the machine's load
+RETAIN_FRACTION = 0.875  # drop finished sequences from the batch once this fraction or fewer are left
 
 # Called as progress(raw_bytes_done, bits_spent) while coding.
 ProgressFn = Callable[[int, float], None]
@@ -70,23 +71,33 @@ def _lockstep(predictor: Predictor, chunk_lengths: np.ndarray,
     decoder make the same calls with the same shapes. For byte models every
     symbol is one byte and the active chunks are all of them, or all but a
     shorter last one. ``prefix``: soft-prompt vectors fed to every chunk after BOS.
+
+    Token counts differ between chunks (one chunk of a block may need twice the
+    steps of the others), so once a fraction of the batch has finished, the
+    predictor drops the finished sequences (``retain``) instead of stepping them
+    until the last chunk ends. Both sides drop the same rows at the same step.
     """
-    n = len(chunk_lengths)
     vocab = predictor.vocab
-    done = np.zeros(n, dtype=np.int64)  # bytes coded so far, per chunk
-    fed = np.zeros(n, dtype=np.int64)  # last symbol of each chunk (finished chunks repeat theirs)
-    probs = predictor.begin(n, prefix)
+    done = np.zeros(len(chunk_lengths), dtype=np.int64)  # bytes coded so far, per chunk
+    rows = np.arange(len(chunk_lengths))  # the chunk each batch row codes
+    fed = np.zeros(len(rows), dtype=np.int64)  # per row: last symbol (finished chunks repeat theirs)
+    probs = predictor.begin(len(rows), prefix)
     for t in itertools.count():
-        active = np.flatnonzero(done < chunk_lengths)
-        weights = entropy.frequencies(probs[active])
+        live = done[rows] < chunk_lengths[rows]
+        active = rows[live]
+        weights = entropy.frequencies(probs[live])
         symbols = code_step(t, active, weights)
         done[active] += vocab.piece_lengths[symbols]
-        fed[active] = _model_symbols(vocab, symbols)  # an escaped byte is fed as the escape symbol
+        fed[live] = _model_symbols(vocab, symbols)  # an escaped byte is fed as the escape symbol
         if progress is not None:  # live bits/byte costs a little; only when someone watches
-            bits = entropy.code_lengths(weights, fed[active]).sum() + 8.0 * (symbols >= vocab.size).sum()
+            bits = entropy.code_lengths(weights, fed[live]).sum() + 8.0 * (symbols >= vocab.size).sum()
             progress(int(vocab.piece_lengths[symbols].sum()), float(bits))
-        if (done >= chunk_lengths).all():
+        unfinished = np.flatnonzero(done[rows] < chunk_lengths[rows])
+        if not len(unfinished):
             return
+        if len(unfinished) <= RETAIN_FRACTION * len(rows):
+            predictor.retain(unfinished)
+            rows, fed = rows[unfinished], fed[unfinished]
         probs = predictor.advance(fed)
 
 

@@ -60,7 +60,7 @@ def quantized(model: ByteTransformer, precision: str) -> tuple[ByteTransformer, 
     return model, stored
 
 
-def _coded_rate(data: bytes, model: str, workers: int) -> float:
+def coded_rate(data: bytes, model: str, workers: int) -> float:
     archive = compress(data, model, block_chunks=max(1, -(-len(data) // CHUNK // workers)), workers=workers)
     if decompress(archive, workers=workers) != data:
         raise LmpressError(f"{model}: decoded data differs from the input; no figure reported")
@@ -77,7 +77,7 @@ def run(models: list[str], modality: str, sample_bytes: int, precisions: list[st
             canonical = resolve_name(name)
             if canonical in LLMS:
                 info = load_predictor(canonical).describe()
-                rate = _coded_rate(data, canonical, workers)
+                rate = coded_rate(data, canonical, workers)
                 points.append({"model": canonical, "precision": "gguf (as shipped)", "parameters": info["parameters"],
                                "stored_bytes": info["stored_bytes"], "rate": rate})
                 if tick:
@@ -89,7 +89,7 @@ def run(models: list[str], modality: str, sample_bytes: int, precisions: list[st
                 rounded, stored = quantized(model, precision)
                 rounded_path = Path(tmp) / f"{canonical.replace('/', '_')}-{precision}.pt"
                 save_model(rounded_path, rounded, {**manifest, "stored_precision": precision})
-                rate = _coded_rate(data, str(rounded_path), workers)
+                rate = coded_rate(data, str(rounded_path), workers)
                 points.append({"model": canonical, "precision": precision, "parameters": model.num_parameters(),
                                "stored_bytes": stored, "rate": rate})
                 if tick:

@@ -49,3 +49,7 @@ class Predictor(Protocol):
     def advance(self, symbols: np.ndarray) -> np.ndarray:
         """Feed one symbol per sequence (int array [batch]); return the next distributions."""
         ...
+
+    def retain(self, rows: np.ndarray) -> None:
+        """Keep only the sequences at these batch rows (ascending); they become rows 0, 1, ..."""
+        ...

@@ -80,16 +80,23 @@ class LLMConfig:
 class LayerCache:
     """Keys and values of one layer: [batch, kv_heads, capacity, head_dim], filled in order.
 
-    ``capacity`` None means unbounded (the buffer doubles when full). Otherwise
-    it is a ring over the last positions, except that the first ``sinks``
-    positions keep their slots for good.
+    ``capacity`` None means unbounded: the buffer grows by ``GROWTH`` positions
+    when full (the number of tokens a chunk will need is not known in advance,
+    and doubling would hold up to twice the memory needed). Otherwise it is a
+    ring over the last positions, except that the first ``sinks`` positions keep
+    their slots for good. ``dtype``: of the stored keys and values; attention
+    reads the whole cache at every step, so a bfloat16 cache halves the memory
+    traffic that dominates the step at long contexts.
     """
 
-    def __init__(self, batch: int, kv_heads: int, head_dim: int, capacity: int | None, sinks: int) -> None:
+    GROWTH = 256
+
+    def __init__(self, batch: int, kv_heads: int, head_dim: int, capacity: int | None, sinks: int,
+                 dtype: torch.dtype = torch.float32) -> None:
         self.capacity, self.sinks = capacity, sinks if capacity is not None else 0
-        size = capacity if capacity is not None else 256
-        self.k = torch.zeros(batch, kv_heads, size, head_dim)
-        self.v = torch.zeros(batch, kv_heads, size, head_dim)
+        size = capacity if capacity is not None else self.GROWTH
+        self.k = torch.zeros(batch, kv_heads, size, head_dim, dtype=dtype)
+        self.v = torch.zeros(batch, kv_heads, size, head_dim, dtype=dtype)
         self.length = 0  # positions written so far
 
     def append(self, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -97,8 +104,8 @@ class LayerCache:
         pos = self.length
         if self.capacity is None:
             if pos == self.k.shape[2]:  # grow: same on both sides, since it depends on the position only
-                self.k = torch.cat((self.k, torch.zeros_like(self.k)), dim=2)
-                self.v = torch.cat((self.v, torch.zeros_like(self.v)), dim=2)
+                pad = self.k.new_zeros(*self.k.shape[:2], self.GROWTH, self.k.shape[3])
+                self.k, self.v = torch.cat((self.k, pad), dim=2), torch.cat((self.v, pad), dim=2)
             slot = pos
         elif pos < self.capacity:
             slot = pos
@@ -110,6 +117,10 @@ class LayerCache:
         used = min(self.length, self.k.shape[2])
         return self.k[:, :, :used], self.v[:, :, :used]
 
+    def retain(self, index: torch.Tensor) -> None:
+        """Keep the sequences at these batch rows."""
+        self.k, self.v = self.k.index_select(0, index), self.v.index_select(0, index)
+
 
 def _rms_norm(x: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tensor:
     return x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + eps) * weight
@@ -119,8 +130,8 @@ class LLM(torch.nn.Module):
     """The network, with weights taken from a transformers model's state dict."""
 
     def __init__(self, cfg: LLMConfig, state: dict[str, torch.Tensor], dtype: torch.dtype = torch.float32) -> None:
-        """``dtype``: of the weight matrices (float32, or bfloat16 for speed); norms, attention, the
-        KV cache and the residual stream stay float32."""
+        """``dtype``: of the weight matrices and the KV cache (float32, or bfloat16 for speed);
+        norms, softmax and the residual stream stay float32."""
         super().__init__()
         self.cfg = cfg
         self.dtype = dtype
@@ -160,9 +171,10 @@ class LLM(torch.nn.Module):
         caches = []
         for layer_window in self.cfg.layer_window:
             if layer_window is not None and (window is None or layer_window <= window):
-                caches.append(LayerCache(batch, self.cfg.kv_heads, self.cfg.head_dim, layer_window, 0))
+                capacity, layer_sinks = layer_window, 0
             else:
-                caches.append(LayerCache(batch, self.cfg.kv_heads, self.cfg.head_dim, window, sinks))
+                capacity, layer_sinks = window, sinks
+            caches.append(LayerCache(batch, self.cfg.kv_heads, self.cfg.head_dim, capacity, layer_sinks, self.dtype))
         return caches
 
     def _rope(self, layer: int, position: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -184,8 +196,9 @@ class LLM(torch.nn.Module):
             cos, sin = self._rope(i, position)
             q, k = _rotate(q, cos, sin), _rotate(k, cos, sin)
             keys, values = caches[i].append(k, v)
-            scores = (q @ keys.transpose(-1, -2)) * self.cfg.attention_scale  # [b, nkv, group, used]
-            return torch.softmax(scores, dim=-1) @ values  # [b, nkv, group, hd]
+            # The group of query heads sharing a key head act as that head's queries: [b, nkv, group, hd].
+            y = F.scaled_dot_product_attention(q.to(keys.dtype), keys, values, scale=self.cfg.attention_scale)
+            return y.float()
 
         for i in range(self.cfg.layers):
             x = self._layer(i, x, attend)

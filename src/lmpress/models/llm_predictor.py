@@ -180,3 +180,9 @@ class LLMPredictor:
     @torch.no_grad()
     def advance(self, symbols: np.ndarray) -> np.ndarray:
         return self._probabilities(torch.from_numpy(np.asarray(symbols, dtype=np.int64)))
+
+    def retain(self, rows: np.ndarray) -> None:
+        assert self._caches is not None
+        index = torch.from_numpy(np.asarray(rows, dtype=np.int64))
+        for cache in self._caches:
+            cache.retain(index)

@@ -1,8 +1,8 @@
 """Model files: weights, config and training manifest in one ``.pt`` file, and the model id.
 
-The model id is a SHA-256 over the canonical config and every weight tensor's
-bytes (float32, in name order). Archives record it, so an archive can never be
-decoded with other weights.
+The model id is a SHA-256 over the canonical config, every weight tensor's
+bytes (float32, in name order) and, for a BPE model, its tokenizer. Archives
+record it, so an archive can never be decoded with other weights.
 """
 
 from __future__ import annotations
@@ -21,12 +21,15 @@ from lmpress.models.transformer import ByteTransformer, TransformerConfig
 FORMAT = "lmpress-byte-transformer/1"
 
 
-def model_id(model: ByteTransformer) -> str:
+def model_id(model: ByteTransformer, tokenizer: str | None = None) -> str:
+    """``tokenizer``: the JSON of a BPE model's tokenizer (byte models have none)."""
     h = hashlib.sha256()
     h.update(json.dumps(model.cfg.to_dict(), sort_keys=True).encode())
     for name, tensor in sorted(model.state_dict().items()):
         h.update(name.encode())
         h.update(tensor.detach().to(torch.float32).contiguous().numpy().tobytes())
+    if tokenizer is not None:
+        h.update(tokenizer.encode())
     return h.hexdigest()
 
 

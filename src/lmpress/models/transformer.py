@@ -1,6 +1,8 @@
 """A small decoder-only byte transformer, in the spirit of nanoGPT's model.py.
 
-Symbols are the 256 byte values plus BOS (256). Two ways to run it:
+Symbols are the 256 byte values (or, for the tokenization study, the ids of a
+byte-level BPE vocabulary: ``TransformerConfig.vocab``), plus BOS as input
+only. Two ways to run it:
 
 * ``forward(tokens)``: teacher-forced over whole sequences, for training and
   for measuring cross-entropy;
@@ -30,9 +32,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-BOS = 256
-VOCAB_IN = 257  # 256 bytes + BOS
-VOCAB_OUT = 256  # BOS is never predicted
+BOS = 256  # of byte models: the input id after the 256 byte values; never predicted
 
 
 @dataclass(frozen=True)
@@ -44,13 +44,19 @@ class TransformerConfig:
     attn_span: int = 512
     mlp_ratio: int = 4
     rope_base: float = 10000.0
+    vocab: int = 256  # symbols predicted: 256 bytes, or a BPE vocabulary (the tokenization study)
 
     @property
     def head_dim(self) -> int:
         return self.d_model // self.n_head
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        """The config as stored and hashed into the model id; byte models omit ``vocab``, so their
+        files and ids are those of before the field existed."""
+        d = asdict(self)
+        if self.vocab == 256:
+            del d["vocab"]
+        return d
 
 
 # The papers' family (Delétang et al. 2023: 200K / 800K / 3.2M parameters).
@@ -157,10 +163,11 @@ class ByteTransformer(nn.Module):
         super().__init__()
         assert cfg.n_head % cfg.n_kv_head == 0 and cfg.head_dim % 2 == 0
         self.cfg = cfg
-        self.embed = nn.Embedding(VOCAB_IN, cfg.d_model)
+        self.bos = cfg.vocab  # the input id that starts every sequence
+        self.embed = nn.Embedding(cfg.vocab + 1, cfg.d_model)
         self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.n_layer))
         self.norm_out = nn.RMSNorm(cfg.d_model)
-        self.head = nn.Linear(cfg.d_model, VOCAB_OUT, bias=False)
+        self.head = nn.Linear(cfg.d_model, cfg.vocab, bias=False)
         self.apply(self._init_weights)
         # GPT-2 style: scale the residual projections by depth.
         for name, p in self.named_parameters():
@@ -177,7 +184,7 @@ class ByteTransformer(nn.Module):
         return n - self.embed.weight.numel() if non_embedding else n
 
     def forward(self, tokens: torch.Tensor, prefix: torch.Tensor | None = None) -> torch.Tensor:
-        """Teacher-forced logits [B, T, 256] for tokens [B, T] (first token usually BOS).
+        """Teacher-forced logits [B, T, vocab] for tokens [B, T] (first token usually BOS).
 
         ``prefix`` [N, d_model]: input vectors (a soft prompt) placed after the
         first token; the logits returned are still those of the T positions
@@ -203,7 +210,7 @@ class ByteTransformer(nn.Module):
 
     @torch.no_grad()
     def step(self, tokens: torch.Tensor, cache: KVCache) -> torch.Tensor:
-        """Logits [B, 256] for the symbol after ``tokens`` [B], advancing ``cache`` by one."""
+        """Logits [B, vocab] for the symbol after ``tokens`` [B], advancing ``cache`` by one."""
         return self.step_vectors(self.embed(tokens), cache)
 
     @torch.no_grad()

@@ -9,19 +9,31 @@ import numpy as np
 import torch
 
 from lmpress.data.views import view_bytes
+from lmpress.models.bpe import tokenize_all
 from lmpress.models.transformer import BOS
+from lmpress.models.vocab import TokenVocabulary
 
 CHUNK = 2048
 
 
 class ModalityStream:
-    """All training bytes of one modality, concatenated, and how to pick a start."""
+    """All training bytes of one modality, concatenated, and how to pick a start.
+
+    ``data`` holds the bytes, or after ``tokenize`` (text only) the BPE token ids.
+    """
 
     def __init__(self, modality: str, files: Sequence[Path]) -> None:
         self.modality = modality
         self.files = [str(f) for f in files]
         parts = [np.frombuffer(view_bytes(Path(f), modality), dtype=np.uint8) for f in files]
-        self.data = np.concatenate(parts) if parts else np.zeros(0, np.uint8)
+        self.data: np.ndarray = np.concatenate(parts) if parts else np.zeros(0, np.uint8)
+        self.raw_bytes = len(self.data)
+
+    def tokenize(self, vocab: TokenVocabulary) -> None:
+        """Replace the bytes by their token ids, as the codec tokenizes them."""
+        if self.modality != "text":
+            raise ValueError("only text is tokenized")
+        self.data = tokenize_all(vocab, self.data.tobytes())
 
     def random_start(self, rng: np.random.Generator, length: int) -> int:
         if self.modality == "image":
@@ -36,8 +48,10 @@ class ModalityStream:
 class MixtureSampler:
     """Batches of BOS-prefixed windows; each row's modality drawn by weight."""
 
-    def __init__(self, streams: dict[str, ModalityStream], weights: dict[str, float], seq_len: int) -> None:
+    def __init__(self, streams: dict[str, ModalityStream], weights: dict[str, float], seq_len: int,
+                 bos: int = BOS) -> None:
         self.streams = streams
+        self.bos = bos
         self.names = list(streams)
         w = np.array([weights[n] for n in self.names], dtype=np.float64)
         self.probs = w / w.sum()
@@ -51,7 +65,7 @@ class MixtureSampler:
             start = stream.random_start(rng, self.seq_len)
             rows[i] = stream.data[start:start + self.seq_len]
         targets = torch.from_numpy(rows)
-        inputs = torch.cat([torch.full((batch_size, 1), BOS), targets[:, :-1]], dim=1)
+        inputs = torch.cat([torch.full((batch_size, 1), self.bos), targets[:, :-1]], dim=1)
         return inputs, targets
 
 

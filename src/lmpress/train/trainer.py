@@ -5,6 +5,11 @@ step, random-generator states, log); killing the process and running the same
 command again continues where it stopped. The final model goes to
 ``<out>/model.pt`` with its manifest (data, split, steps, tokens, time, losses,
 command) and a ``MODEL_CARD.md`` and ``loss.png`` beside it.
+
+With ``vocab`` above 256 (text only; the tokenization study) the model predicts
+byte-level BPE tokens: the tokenizer is learned from the training text first
+(``<out>/tokenizer.json``, reused on resume), the text is tokenized as the codec
+will tokenize it, and held-out figures stay in bits per *original byte*.
 """
 
 from __future__ import annotations
@@ -15,7 +20,7 @@ import os
 import shlex
 import sys
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -25,8 +30,11 @@ import torch.nn.functional as F
 from lmpress.data.corpus import SPLIT, corpus_root, split_files
 from lmpress.data.views import files_of
 from lmpress.errors import LmpressError
+from lmpress.models.bpe import train_bpe, vocabulary
+from lmpress.models.byte_predictor import teacher_forced_bits
 from lmpress.models.store import model_id, save_model
 from lmpress.models.transformer import BOS, PRESETS, ByteTransformer, TransformerConfig
+from lmpress.models.vocab import TokenVocabulary
 from lmpress.progress import Progress
 from lmpress.train.data import MixtureSampler, ModalityStream, eval_chunks
 
@@ -50,6 +58,7 @@ class TrainConfig:
     checkpoint_every: int = 50
     seed: int = 0
     threads: int = 2
+    vocab: int = 256  # symbols: the 256 bytes, or a byte-level BPE vocabulary of this size (text only)
     command: str = ""
     export_only: bool = False  # write model.pt from the latest checkpoint without training further
     # Optional data per modality (files or folders) replacing the corpus split: {"text": [paths]}.
@@ -79,23 +88,40 @@ def learning_rate(cfg: TrainConfig, step: int) -> float:
     return cfg.min_lr + 0.5 * (cfg.lr - cfg.min_lr) * (1 + math.cos(math.pi * progress))
 
 
-def bits_per_byte(model: ByteTransformer, inputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+def bits_per_symbol(model: ByteTransformer, inputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
     logits = model(inputs)
     return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1)) / LN2
 
 
 @torch.no_grad()
-def evaluate(model: ByteTransformer, held_out: dict[str, torch.Tensor]) -> dict[str, float]:
-    """Teacher-forced bits per byte on fixed held-out 2048-byte chunks, per modality."""
+def evaluate(model: ByteTransformer, held_out: dict[str, torch.Tensor],
+             vocab: TokenVocabulary | None = None) -> dict[str, float]:
+    """Teacher-forced bits per byte on fixed held-out 2048-byte chunks, per modality.
+
+    ``vocab``: a BPE model's vocabulary; each chunk is tokenized as the codec would.
+    """
     model.eval()
     result = {}
     for name, chunks in held_out.items():
-        inputs = torch.cat([torch.full((len(chunks), 1), BOS), chunks[:, :-1]], dim=1)
-        total = sum(bits_per_byte(model, inputs[i:i + 8], chunks[i:i + 8]).item() * len(chunks[i:i + 8])
-                    for i in range(0, len(chunks), 8))
-        result[name] = total / len(chunks)
+        if vocab is not None:
+            total = sum(teacher_forced_bits(model, vocab, row.to(torch.uint8).numpy().tobytes()).item()
+                        for row in chunks)
+        else:
+            inputs = torch.cat([torch.full((len(chunks), 1), BOS), chunks[:, :-1]], dim=1)
+            total = sum(bits_per_symbol(model, inputs[i:i + 8], chunks[i:i + 8]).item() * chunks[i:i + 8].numel()
+                        for i in range(0, len(chunks), 8))
+        result[name] = total / chunks.numel()
     model.train()
     return result
+
+
+def bpe_tokenizer(path: Path, text: bytes, vocab_size: int) -> str:
+    """The tokenizer JSON of a run: learned from ``text`` once, then read back (resume)."""
+    if not path.exists():
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(train_bpe(text, vocab_size).to_str())
+        os.replace(tmp, path)
+    return path.read_text()
 
 
 def train(cfg: TrainConfig) -> Path:
@@ -104,9 +130,11 @@ def train(cfg: TrainConfig) -> Path:
     out.mkdir(parents=True, exist_ok=True)
     ckpt_path = out / "checkpoint.pt"
     modalities = [m for m, w in cfg.weights.items() if w > 0]
+    if cfg.vocab != 256 and modalities != ["text"]:
+        raise LmpressError("a BPE vocabulary is for text only: give the other modalities weight 0")
 
     torch.manual_seed(cfg.seed)
-    model_cfg: TransformerConfig = PRESETS[cfg.size]
+    model_cfg: TransformerConfig = replace(PRESETS[cfg.size], vocab=cfg.vocab)
     model = ByteTransformer(model_cfg)
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, betas=(0.9, 0.95),
                                   weight_decay=cfg.weight_decay)
@@ -126,8 +154,16 @@ def train(cfg: TrainConfig) -> Path:
 
     splits = {m: data_split(cfg, m) for m in ("text", "image", "audio")}
     streams = {m: ModalityStream(m, splits[m][0]) for m in modalities}
-    sampler = MixtureSampler(streams, {m: cfg.weights[m] for m in modalities}, cfg.seq_len)
-    held_out = {m: eval_chunks(m, splits[m][1], cfg.eval_chunks) for m in ("text", "image", "audio") if splits[m][1]}
+    tokenizer, vocab = None, None
+    if cfg.vocab != 256:
+        tokenizer = bpe_tokenizer(out / "tokenizer.json", streams["text"].data.tobytes(), cfg.vocab)
+        vocab = vocabulary(tokenizer)
+        streams["text"].tokenize(vocab)
+    bytes_per_token = 1.0 if vocab is None else streams["text"].raw_bytes / len(streams["text"].data)
+    unit = "bits/byte" if vocab is None else "bits/token"
+    sampler = MixtureSampler(streams, {m: cfg.weights[m] for m in modalities}, cfg.seq_len, bos=model.bos)
+    evaluated = ("text", "image", "audio") if vocab is None else ("text",)
+    held_out = {m: eval_chunks(m, splits[m][1], cfg.eval_chunks) for m in evaluated if splits[m][1]}
 
     def checkpoint() -> None:
         tmp = ckpt_path.with_suffix(".tmp")
@@ -145,7 +181,7 @@ def train(cfg: TrainConfig) -> Path:
         for group in optimizer.param_groups:
             group["lr"] = learning_rate(cfg, state["step"])
         inputs, targets = sampler.batch(rng, cfg.batch_size)
-        loss = bits_per_byte(model, inputs, targets)
+        loss = bits_per_symbol(model, inputs, targets)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -155,9 +191,9 @@ def train(cfg: TrainConfig) -> Path:
         state["seconds"] += time.perf_counter() - t0
         state["log"].append((state["step"], loss.item()))
         recent = [x for _, x in state["log"][-20:]]
-        bar.update(tokens_per_step, status=f"loss {sum(recent) / len(recent):.3f} bits/byte (last 20 steps)")
+        bar.update(tokens_per_step, status=f"loss {sum(recent) / len(recent):.3f} {unit} (last 20 steps)")
         if state["step"] % cfg.eval_every == 0 or state["step"] == cfg.max_steps:
-            scores = evaluate(model, held_out)
+            scores = evaluate(model, held_out, vocab)
             state["evals"].append({"step": state["step"], **scores})
             bar.write(f"step {state['step']}: held-out bits/byte "
                       + ", ".join(f"{k} {v:.3f}" for k, v in scores.items()))
@@ -165,7 +201,7 @@ def train(cfg: TrainConfig) -> Path:
             checkpoint()
     bar.close()
     if not state["evals"] or state["evals"][-1]["step"] != state["step"]:
-        state["evals"].append({"step": state["step"], **evaluate(model, held_out)})
+        state["evals"].append({"step": state["step"], **evaluate(model, held_out, vocab)})
     # Model FLOP utilization: 6 x parameters x tokens/s over this machine's float32 matmul rate,
     # measured now, in this run, with the training thread count.
     from lmpress.bench.measure import matmul_flops
@@ -186,23 +222,27 @@ def train(cfg: TrainConfig) -> Path:
         "eval_files": {m: [_corpus_relative(f) for f in splits[m][1]] for m in ("text", "image", "audio")},
         "corpus_root": "../shared/corpus (LMPRESS_CORPUS); file paths below are relative to it",
         "train_files": {m: [_corpus_relative(f) for f in streams[m].files] for m in modalities},
-        "train_bytes": {m: int(len(streams[m].data)) for m in modalities},
+        "train_bytes": {m: streams[m].raw_bytes for m in modalities},
         "steps": state["step"],
         "tokens": state["tokens"],
         "train_seconds": round(state["seconds"], 1),
         "tokens_per_second": round(tokens_per_second, 1),
         "matmul_gflops": round(peak / 1e9, 1),
         "model_flop_utilization": round(mfu, 4),
-        "final_train_bits_per_byte": float(np.mean([x for _, x in state["log"][-100:]])),
+        # A BPE model's loss is per token: divided by the training text's bytes per token.
+        "final_train_bits_per_byte": float(np.mean([x for _, x in state["log"][-100:]])) / bytes_per_token,
         "held_out_bits_per_byte": state["evals"][-1] if state["evals"] else {},
         "train_config": asdict(cfg),
         "command": cfg.command,
         "commands": state["commands"],
     }
+    if vocab is not None:
+        manifest.update(vocab=cfg.vocab, bytes_per_token=bytes_per_token, tokenizer=tokenizer)
     model_path = out / "model.pt"
     save_model(model_path, model, manifest)
-    manifest["model_id"] = model_id(model)
-    (out / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
+    manifest["model_id"] = model_id(model, tokenizer)
+    readable = {k: v for k, v in manifest.items() if k != "tokenizer"}  # the tokenizer is in tokenizer.json
+    (out / "manifest.json").write_text(json.dumps(readable, indent=2) + "\n")
     write_model_card(out / "MODEL_CARD.md", manifest)
     plot_losses(out / "loss.png", state)
     return model_path
@@ -222,7 +262,9 @@ def write_model_card(path: Path, m: dict) -> None:
         f"# {m['name']}: byte transformer ({m['size']}, {m['parameters']:,} parameters)",
         "",
         f"* model id: `{m['model_id']}`",
-        f"* architecture: {json.dumps(PRESETS[m['size']].to_dict())}",
+        f"* architecture: {json.dumps(replace(PRESETS[m['size']], vocab=m.get('vocab', 256)).to_dict())}",
+        *([f"* byte-level BPE vocabulary of {m['vocab']:,} tokens learned from the training text "
+           f"(tokenizer.json; {m['bytes_per_token']:.2f} bytes per token on it)"] if "vocab" in m else []),
         f"* trained on: {', '.join(m['modalities'])} (mixture weights {m['mixture_weights']})",
         f"* training bytes per modality: {m['train_bytes']}",
         f"* split (paths under the corpus root; held-out files never trained on): `{json.dumps(m['split'])}`",
@@ -297,6 +339,9 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--eval-chunks", type=int, default=48, help="held-out 2048-byte chunks per modality")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--vocab", type=int, default=256,
+                   help="symbols: 256 = bytes; more = a byte-level BPE vocabulary learned from the training text "
+                        "(text only; --seq-len then counts tokens)")
     p.add_argument("--export", action="store_true", help="only write model.pt from the latest checkpoint")
     p.add_argument("--ray", nargs="?", const="local", metavar="ADDRESS",
                    help="run the training as a Ray task (num_cpus = --threads) on a local Ray cluster or the one "
@@ -307,7 +352,7 @@ def main(argv: list[str] | None = None) -> None:
                       weights={"text": a.text, "image": a.image, "audio": a.audio},
                       max_steps=a.steps, batch_size=a.batch_size, seq_len=a.seq_len, lr=a.lr,
                       eval_every=a.eval_every, eval_chunks=a.eval_chunks, warmup=min(200, max(1, a.steps // 10)),
-                      threads=a.threads, seed=a.seed, export_only=a.export,
+                      threads=a.threads, seed=a.seed, vocab=a.vocab, export_only=a.export,
                       train_paths=_paths_by_modality(p, a.data), eval_paths=_paths_by_modality(p, a.eval_data),
                       command="lmpress train " + shlex.join(argv if argv is not None else sys.argv[1:]))
     path = train_on_ray(cfg, a.ray) if a.ray is not None else train(cfg)
