@@ -377,11 +377,12 @@ def run_model_size(args) -> int:
     model_size.plot(results, out / "model_size.png")
     sizes = results["sizes"]
     print(f"held-out {results['modality']}, {results['sample_bytes']:,} bytes coded and decoded per point")
-    print("| model | stored as | parameters | stored bytes | raw rate | " +
+    print("| model | trained on | stored as | parameters | stored bytes | raw rate | " +
           " | ".join(f"adjusted, {float(d):.0e} B" for d in sizes) + " |")
-    print("|---|---|---:|---:|---:|" + "---:|" * len(sizes))
+    print("|---|---|---|---:|---:|---:|" + "---:|" * len(sizes))
     for p in results["points"]:
-        print(f"| {p['model']} | {p['precision']} | {p['parameters']:,} | {p['stored_bytes']:,} | {p['rate']:.4f} | "
+        print(f"| {p['model']} | {p['trained']} | {p['precision']} | {p['parameters']:,} | {p['stored_bytes']:,} | "
+              f"{p['rate']:.4f} | "
               + " | ".join(f"{p['adjusted'][d]:.4f}" for d in sizes) + " |")
     print("best per dataset size: " + "; ".join(f"{float(d):.0e} B: {b}" for d, b in results["best"].items()))
     if not args.quiet:

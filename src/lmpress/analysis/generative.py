@@ -84,7 +84,7 @@ class PredictorModel:
 
 
 def continue_sample(model: NextByteModel, prompt: bytes, truth: bytes, rng: np.random.Generator,
-                    teacher_forced: bool = False, tick: Callable[[int], None] | None = None) -> tuple[bytes, float]:
+                    teacher_forced: bool = False, tick: Callable[..., None] | None = None) -> tuple[bytes, float]:
     """Sample ``len(truth)`` bytes after ``prompt``; return them and the truth's cost in bits/byte.
 
     The truth's cost is taken along the true context (teacher-forced) when
@@ -99,8 +99,8 @@ def continue_sample(model: NextByteModel, prompt: bytes, truth: bytes, rng: np.r
         out.append(int(rng.choice(256, p=p)))
         if teacher_forced:
             bits -= math.log2(max(p[true_byte], 1e-300))
-        if tick:
-            tick(1)
+        if tick:  # the bar shows which model runs and, teacher-forced, its running cost of the truth
+            tick(1, status=f"{model.name}: {bits / (i + 1):.3f} bits/B" if teacher_forced else model.name)
     return bytes(out), (bits / len(truth) if teacher_forced and truth else float("nan"))
 
 
@@ -137,7 +137,7 @@ def held_out_samples() -> dict[str, tuple[bytes, list[tuple[bytes, bytes]], dict
 
 
 def run(out_dir, models: list[NextByteModel], modalities: list[str], teacher_forced: bool, seed: int,
-        progress: Callable[[int], None] | None = None) -> dict:
+        progress: Callable[..., None] | None = None) -> dict:
     """Generate with every model; write text, PNG and WAV files to ``out_dir``; return the figures."""
     from pathlib import Path
 

@@ -67,6 +67,13 @@ def coded_rate(data: bytes, model: str, workers: int) -> float:
     return len(archive) / len(data)
 
 
+def training_budget(manifest: dict) -> str:
+    """What a byte model was trained on and for how long: models that share it form one curve."""
+    modalities = "+".join(manifest.get("modalities", [])) or "unknown data"
+    tokens = manifest.get("tokens")
+    return f"{modalities}, {tokens / 1e6:.1f}M tokens" if tokens else modalities
+
+
 def run(models: list[str], modality: str, sample_bytes: int, precisions: list[str], sizes: list[float],
         workers: int = 2, tick: Callable[[int], None] | None = None) -> dict:
     chunks = held_out_chunks(modality, max(1, sample_bytes // CHUNK))
@@ -79,19 +86,20 @@ def run(models: list[str], modality: str, sample_bytes: int, precisions: list[st
                 info = load_predictor(canonical).describe()
                 rate = coded_rate(data, canonical, workers)
                 points.append({"model": canonical, "precision": "gguf (as shipped)", "parameters": info["parameters"],
-                               "stored_bytes": info["stored_bytes"], "rate": rate})
+                               "stored_bytes": info["stored_bytes"], "rate": rate, "trained": "pretrained LLM"})
                 if tick:
                     tick(len(data) * len(precisions))
                 continue
             path = WEIGHTS_DIR / SHIPPED[canonical] / "model.pt" if canonical in SHIPPED else Path(name)
             model, manifest = load_model(path)
+            label = canonical if canonical in SHIPPED else manifest.get("name", canonical)
             for precision in precisions:
                 rounded, stored = quantized(model, precision)
                 rounded_path = Path(tmp) / f"{canonical.replace('/', '_')}-{precision}.pt"
                 save_model(rounded_path, rounded, {**manifest, "stored_precision": precision})
                 rate = coded_rate(data, str(rounded_path), workers)
-                points.append({"model": canonical, "precision": precision, "parameters": model.num_parameters(),
-                               "stored_bytes": stored, "rate": rate})
+                points.append({"model": label, "precision": precision, "parameters": model.num_parameters(),
+                               "stored_bytes": stored, "rate": rate, "trained": training_budget(manifest)})
                 if tick:
                     tick(len(data))
     for p in points:
@@ -102,6 +110,7 @@ def run(models: list[str], modality: str, sample_bytes: int, precisions: list[st
 
 
 def plot(results: dict, path) -> None:
+    """Adjusted rate against stored size, one colour per dataset size; lines join models trained alike."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -109,18 +118,25 @@ def plot(results: dict, path) -> None:
 
     fig, ax = plt.subplots(figsize=(7.5, 4.8))
     markers = {"float32": "o", "float16": "s", "int8": "^"}
+    styles = {"float32": "-", "float16": "--", "int8": ":"}
     colors = plt.cm.viridis(np.linspace(0, 0.9, len(results["sizes"])))
+    series: dict[tuple[str, str], list[dict]] = {}
+    for p in results["points"]:
+        series.setdefault((p.get("trained", ""), p["precision"]), []).append(p)
     for size, color in zip(results["sizes"], colors):
-        pts = sorted(results["points"], key=lambda p: p["stored_bytes"])
-        ax.plot([p["stored_bytes"] for p in pts], [p["adjusted"][size] for p in pts], color=color, lw=0.8,
-                alpha=0.6, label=f"dataset {float(size):.0e} bytes")
-        for p in pts:
+        for (_, precision), pts in series.items():
+            pts = sorted(pts, key=lambda p: p["stored_bytes"])
+            if len(pts) > 1:
+                ax.plot([p["stored_bytes"] for p in pts], [p["adjusted"][size] for p in pts], color=color, lw=0.8,
+                        ls=styles.get(precision, "-"), alpha=0.7)
+        for p in results["points"]:
             ax.scatter(p["stored_bytes"], p["adjusted"][size], color=color, s=22,
                        marker=markers.get(p["precision"], "D"), zorder=3)
+        ax.plot([], [], color=color, lw=3, label=f"dataset {float(size):.0e} bytes")
     for p in results["points"]:
         if p["precision"] in ("float32", "gguf (as shipped)"):  # one label per model; markers tell precisions
             ax.annotate(p["model"], (p["stored_bytes"], p["rate"]), fontsize=6, textcoords="offset points",
-                        xytext=(-10, -12 if p["model"].startswith("text") else 5))
+                        xytext=(4, -9), rotation=-30)
         ax.scatter(p["stored_bytes"], p["rate"], color="black", s=10, marker=markers.get(p["precision"], "D"))
     for name, marker in [*markers.items(), ("gguf (as shipped)", "D")]:
         ax.scatter([], [], color="grey", marker=marker, s=22, label=f"stored as {name}")
@@ -129,8 +145,9 @@ def plot(results: dict, path) -> None:
     ax.axhline(1.0, color="grey", lw=0.6, ls=":")
     ax.set_xlabel("stored model size (bytes)")
     ax.set_ylabel("adjusted rate (compressed + model) / data")
-    ax.set_title(f"Adjusted rate vs model size ({results['modality']}; black: raw rate)")
-    ax.legend(fontsize=7)
+    ax.set_title(f"Adjusted rate vs model size ({results['modality']}; black: raw rate;\n"
+                 "lines join models trained on the same data and tokens)", fontsize=10)
+    ax.legend(fontsize=7, loc="upper left")
     fig.tight_layout()
     fig.savefig(path, dpi=130)
     plt.close(fig)
