@@ -85,11 +85,16 @@ def test_quantized_storage_sizes_and_errors():
     assert list(model.parameters())[0] is not list(int8.parameters())[0]  # the original is untouched
 
 
-def test_model_size_adjusts_by_dataset_size(other_model):
-    from lmpress.analysis.model_size import run
+def test_model_size_adjusts_by_dataset_size(other_model, tmp_path):
+    from lmpress.analysis.model_size import plot, run, training_budget
 
     result = run([str(other_model)], "text", 2048, ["float32", "int8"], [1e4, 1e9], workers=1)
     fp32, int8 = result["points"]
+    assert fp32["model"] == int8["model"] == "tiny-untrained"  # named as its manifest names it, not by path
+    assert fp32["trained"] == "unknown data"  # its manifest says nothing of its training
+    assert training_budget({"modalities": ["text"], "tokens": 2_457_600}) == "text, 2.5M tokens"
+    plot(result, tmp_path / "size.png")
+    assert (tmp_path / "size.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert fp32["stored_bytes"] > int8["stored_bytes"]
     for p in (fp32, int8):
         assert p["adjusted"]["1e+04"] == p["rate"] + p["stored_bytes"] / 1e4
