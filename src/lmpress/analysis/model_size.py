@@ -110,44 +110,42 @@ def run(models: list[str], modality: str, sample_bytes: int, precisions: list[st
 
 
 def plot(results: dict, path) -> None:
-    """Adjusted rate against stored size, one colour per dataset size; lines join models trained alike."""
+    """One panel per dataset size: adjusted rate against stored size; colour = how a model was trained
+    (lines join models trained alike), marker = storage precision, star = the best point."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(7.5, 4.8))
     markers = {"float32": "o", "float16": "s", "int8": "^"}
-    styles = {"float32": "-", "float16": "--", "int8": ":"}
-    colors = plt.cm.viridis(np.linspace(0, 0.9, len(results["sizes"])))
-    series: dict[tuple[str, str], list[dict]] = {}
+    series: dict[str, list[dict]] = {}
     for p in results["points"]:
-        series.setdefault((p.get("trained", ""), p["precision"]), []).append(p)
-    for size, color in zip(results["sizes"], colors):
-        for (_, precision), pts in series.items():
-            pts = sorted(pts, key=lambda p: p["stored_bytes"])
-            if len(pts) > 1:
-                ax.plot([p["stored_bytes"] for p in pts], [p["adjusted"][size] for p in pts], color=color, lw=0.8,
-                        ls=styles.get(precision, "-"), alpha=0.7)
-        for p in results["points"]:
-            ax.scatter(p["stored_bytes"], p["adjusted"][size], color=color, s=22,
-                       marker=markers.get(p["precision"], "D"), zorder=3)
-        ax.plot([], [], color=color, lw=3, label=f"dataset {float(size):.0e} bytes")
-    for p in results["points"]:
-        if p["precision"] in ("float32", "gguf (as shipped)"):  # one label per model; markers tell precisions
-            ax.annotate(p["model"], (p["stored_bytes"], p["rate"]), fontsize=6, textcoords="offset points",
-                        xytext=(4, -9), rotation=-30)
-        ax.scatter(p["stored_bytes"], p["rate"], color="black", s=10, marker=markers.get(p["precision"], "D"))
-    for name, marker in [*markers.items(), ("gguf (as shipped)", "D")]:
-        ax.scatter([], [], color="grey", marker=marker, s=22, label=f"stored as {name}")
-    ax.set_xscale("log")
-    ax.set_yscale("log")
-    ax.axhline(1.0, color="grey", lw=0.6, ls=":")
-    ax.set_xlabel("stored model size (bytes)")
-    ax.set_ylabel("adjusted rate (compressed + model) / data")
-    ax.set_title(f"Adjusted rate vs model size ({results['modality']}; black: raw rate;\n"
-                 "lines join models trained on the same data and tokens)", fontsize=10)
-    ax.legend(fontsize=7, loc="upper left")
-    fig.tight_layout()
+        series.setdefault(p.get("trained", ""), []).append(p)
+    colors = dict(zip(series, plt.cm.tab10(np.arange(len(series)) % 10)))
+    sizes = results["sizes"]
+    fig, axes = plt.subplots(1, len(sizes), figsize=(3.1 * len(sizes), 3.9), squeeze=False)
+    for ax, size in zip(axes[0], sizes):
+        for trained, pts in series.items():
+            for precision in {p["precision"] for p in pts}:
+                line = sorted((p for p in pts if p["precision"] == precision), key=lambda p: p["stored_bytes"])
+                ax.plot([p["stored_bytes"] for p in line], [p["adjusted"][size] for p in line], lw=0.8,
+                        color=colors[trained], marker=markers.get(precision, "D"), ms=4)
+        best = min(results["points"], key=lambda p: p["adjusted"][size])
+        ax.scatter(best["stored_bytes"], best["adjusted"][size], s=160, marker="*", color="gold",
+                   edgecolor="black", zorder=5)
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.axhline(1.0, color="grey", lw=0.6, ls=":")
+        ax.set_title(f"dataset {float(size):.0e} bytes\nbest: {best['model']} ({best['precision']})", fontsize=8)
+        ax.set_xlabel("stored model size (bytes)", fontsize=8)
+        ax.tick_params(labelsize=7)
+    axes[0][0].set_ylabel(f"adjusted rate on {results['modality']}\n(compressed + model) / data", fontsize=8)
+    handles = [plt.Line2D([], [], color=colors[t], lw=2,
+                          label=f"{', '.join(dict.fromkeys(p['model'] for p in pts))} ({t})")
+               for t, pts in series.items()]
+    handles += [plt.Line2D([], [], color="grey", marker=m, ls="", label=f"stored as {name}")
+                for name, m in [*markers.items(), ("gguf (as shipped)", "D")]]
+    fig.legend(handles=handles, loc="lower center", ncol=3, fontsize=7, frameon=False)
+    fig.tight_layout(rect=(0, 0.17, 1, 1))
     fig.savefig(path, dpi=130)
     plt.close(fig)
