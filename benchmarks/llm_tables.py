@@ -26,7 +26,7 @@ from lmpress.baselines.general import Ppmd, Xz
 from lmpress.bench.measure import chunked_size, machine_line, peak_rss_bytes
 from lmpress.codec import compress_stream, decompress_stream
 from lmpress.data.corpus import corpus_root
-from lmpress.models.registry import load_predictor
+from lmpress.models.registry import is_llm, load_predictor
 from lmpress.progress import Progress
 
 
@@ -107,7 +107,7 @@ def main() -> None:
         data = path.read_bytes()[:n]
         rows = classical_rows(data)
         for model in a.models:
-            llm = load_predictor(model).describe()["kind"] == "llm"
+            llm = is_llm(model)  # without loading it: the rows load it once, at the precision they run
             modes = [("2048-byte chunks", 2048, None)]
             if llm and (a.window_models is None or model in a.window_models):
                 modes.append((f"sliding window {a.window} tok, {a.segment // 1024} KB segments",

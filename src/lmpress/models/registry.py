@@ -60,6 +60,12 @@ def shipped_names() -> list[str]:
     return sorted(SHIPPED) + sorted(ALIASES) + sorted(LLMS)
 
 
+def is_llm(name: str) -> bool:
+    """Whether ``name`` is a pretrained LLM (named, a GGUF file or a Hugging Face folder), without loading it."""
+    path = Path(name)
+    return resolve_name(name) in LLMS or path.suffix == ".gguf" or path.is_dir()
+
+
 @lru_cache(maxsize=4)
 def load_predictor(name: str, window: int | None = None, precision: str = "float32") -> Predictor:
     """A model by name (``default``, ``multimodal-800k``, ``smollm2-135m``, ...) or by path.
@@ -75,7 +81,7 @@ def load_predictor(name: str, window: int | None = None, precision: str = "float
 
     canonical = resolve_name(name)
     path = Path(name)
-    if canonical in LLMS or path.suffix == ".gguf" or path.is_dir():
+    if is_llm(name):
         source = LLMS[canonical]() if canonical in LLMS else path
         return LLMPredictor(source, canonical if canonical in LLMS else str(path), window, precision)
     if window is not None:
