@@ -32,7 +32,7 @@ import torch
 from lmpress.analysis.in_context import CHUNK, held_out_chunks
 from lmpress.api import compress, decompress
 from lmpress.errors import LmpressError
-from lmpress.models.registry import LLMS, SHIPPED, WEIGHTS_DIR, load_predictor, resolve_name
+from lmpress.models.registry import SHIPPED, WEIGHTS_DIR, is_llm, load_predictor, resolve_name
 from lmpress.models.store import load_model, save_model
 from lmpress.models.transformer import ByteTransformer
 
@@ -82,7 +82,7 @@ def run(models: list[str], modality: str, sample_bytes: int, precisions: list[st
     with tempfile.TemporaryDirectory() as tmp:
         for name in models:
             canonical = resolve_name(name)
-            if canonical in LLMS:
+            if is_llm(name):  # named LLMs and local GGUF files / folders alike
                 info = load_predictor(canonical).describe()
                 rate = coded_rate(data, canonical, workers)
                 points.append({"model": canonical, "precision": "gguf (as shipped)", "parameters": info["parameters"],
