@@ -11,6 +11,7 @@ import torch
 
 import lmpress
 from lmpress import LmpressError, SoftPrompt
+from lmpress.coding import entropy
 from lmpress.coding.container import ArchiveReader
 from lmpress.coding.hyperprior import PRIORS, decode_vectors, encode_vectors
 from lmpress.models.prompt import random_prompt, text_prompt
@@ -76,16 +77,19 @@ def test_prompt_file_roundtrip_and_model_check(predictor, tmp_path, other_model)
 
 
 def test_teacher_forced_code_length_with_prompt_matches_the_coder(predictor):
-    """What tune optimises is what the codec spends: step-by-step and teacher-forced agree."""
+    """What tune optimises is what the codec spends: step-by-step and teacher-forced agree, exactly for
+    the float model and within the exact arithmetic's cost for the integer model the coder runs."""
     prompt = text_prompt(predictor, "<page>")
     chunk = TEXT[:300]
-    probs = predictor.begin(1, prompt.vectors)
-    bits = 0.0
-    for byte in chunk:
-        bits -= np.log2(probs[0, byte])
-        probs = predictor.advance(np.array([byte]))
     forced = predictor.code_length([chunk], torch.from_numpy(prompt.vectors)).item()
-    assert forced == pytest.approx(bits, rel=1e-4)
+    for arithmetic, tolerance in (("float32", 1e-4), ("exact", 1e-2)):
+        stepped = load_predictor("default", precision=arithmetic)
+        probs = stepped.begin(1, prompt.vectors)
+        bits = 0.0
+        for byte in chunk:
+            bits += entropy.code_lengths(entropy.frequencies(probs), np.array([byte]))[0]
+            probs = stepped.advance(np.array([byte]))
+        assert forced == pytest.approx(bits, rel=tolerance), arithmetic
     assert predictor.code_length([chunk]).item() != pytest.approx(forced, rel=1e-4)  # the prompt matters
 
 

@@ -28,13 +28,14 @@ from lmpress.models.registry import load_predictor
 
 
 def compress(data: bytes, model: str = "default", *, chunk_size: int = DEFAULT_CHUNK_SIZE,
-             block_chunks: int = DEFAULT_BLOCK_CHUNKS, window: int | None = None, precision: str = "float32",
+             block_chunks: int = DEFAULT_BLOCK_CHUNKS, window: int | None = None, precision: str | None = None,
              workers: int = 1, ray: str | None = None, prompt: SoftPrompt | None = None,
              embed_prompt: str | None = None, prompt_levels: int = DEFAULT_PROMPT_LEVELS) -> bytes:
     """Compress ``data`` into a self-describing ``.lmpz`` archive.
 
     ``window``: an LLM's attention window in tokens (for chunks longer than it).
-    ``precision``: an LLM's weight matmuls, "float32" or "bfloat16" (faster where the CPU has bf16 units).
+    ``precision``: the arithmetic; None is the model's default: "exact" integer arithmetic for byte models
+    (decodes on any CPU), "float32" for LLMs ("bfloat16": faster where the CPU has bf16 units).
     ``workers`` / ``ray``: where blocks are coded (``lmpress.parallel``); the archive is the same.
     ``prompt``: a soft prompt (``SoftPrompt.load(path)``); ``embed_prompt`` ("gaussian",
     "histogram", "lloyd-max") stores it in the archive, quantized to ``prompt_levels`` levels.
@@ -59,7 +60,7 @@ class LmpressCompressor:
     """Incremental compression, like ``lzma.LZMACompressor``: ``compress()`` pieces, then ``flush()``."""
 
     def __init__(self, model: str = "default", *, chunk_size: int = DEFAULT_CHUNK_SIZE,
-                 block_chunks: int = DEFAULT_BLOCK_CHUNKS, window: int | None = None, precision: str = "float32",
+                 block_chunks: int = DEFAULT_BLOCK_CHUNKS, window: int | None = None, precision: str | None = None,
                  prompt: SoftPrompt | None = None, embed_prompt: str | None = None,
                  prompt_levels: int = DEFAULT_PROMPT_LEVELS) -> None:
         self._predictor = load_predictor(model, **model_options(window, precision))

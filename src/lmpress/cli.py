@@ -33,7 +33,7 @@ from lmpress.models.prompt import SoftPrompt
 from lmpress.progress import Progress
 
 SUBCOMMANDS = ("compress", "decompress", "test", "info", "models", "demo", "train", "tune", "bench", "generate",
-               "in-context", "model-size", "tokenization")
+               "in-context", "model-size", "tokenization", "export-exact")
 # Subcommands with their own parser (a module with main(argv)).
 DELEGATED = {"train": "lmpress.train.trainer", "tune": "lmpress.train.tune"}
 
@@ -203,6 +203,7 @@ def run_info(args) -> int:
             records.append({
                 "file": name, "archive_bytes": reader.offset,
                 "model": {"name": h.model_name, "id": h.model_id, **h.model_info},
+                "format_version": h.version, "arithmetic": {**h.arithmetic, "portable": "id" in h.arithmetic},
                 "chunk_size": h.chunk_size, "block_chunks": h.block_chunks, "coder": h.coder, "prompt": h.prompt,
                 "original_length": t.original_length, "data_crc32": f"{t.data_crc:08x}",
                 "rate": reader.offset / t.original_length if t.original_length else None,
@@ -224,6 +225,13 @@ def run_info(args) -> int:
               f"(query/kv), {context}")
         print(f"  chunking     {r['chunk_size']} bytes per chunk (context), {r['block_chunks']} chunks per block")
         print(f"  coder        {r['coder']}")
+        a = r["arithmetic"]
+        if a["portable"]:
+            print(f"  arithmetic   {a['name']} (integer-exact: decodes on any CPU), id {a['id']}")
+        else:
+            print(f"  arithmetic   {a['name']} (float kernels: decodes only on the kind of CPU and torch build "
+                  "that made it)")
+        print(f"  format       version {r['format_version']}")
         if (prompt := r["prompt"]) is not None:
             where = "named only (decode with --prompt)"
             if prompt.get("code_bytes"):
@@ -238,6 +246,19 @@ def run_info(args) -> int:
         for i, b in enumerate(r["blocks"]):
             print(f"    #{i:<4} offset {b['offset']:>10}  chunks {b['chunks']:>4}  raw {b['raw_length']:>8}  "
                   f"coded {b['compressed_length']:>8}  crc32 raw {b['raw_crc32']} coded {b['payload_crc32']}")
+    return 0
+
+
+def run_export_exact(args) -> int:
+    from lmpress.models.registry import is_llm, load_predictor
+
+    if is_llm(args.model):
+        raise LmpressError("export-exact writes byte models (LLMs have no exact arithmetic yet)")
+    predictor = load_predictor(args.model, precision="exact")
+    with atomic_output(Path(args.output), args.force) as f:
+        predictor.exact.export(f, args.positions)
+    arithmetic = predictor.arithmetic
+    print(f"{args.output}: {arithmetic['name']} arithmetic of {predictor.name}, id {arithmetic['id']}")
     return 0
 
 
@@ -442,9 +463,10 @@ def _codec_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--window", type=int, metavar="TOKENS",
                    help="LLMs: attention window in tokens, to carry context through long chunks "
                         "(e.g. --chunk-size 65536 --window 1024); default: the whole chunk")
-    p.add_argument("--precision", choices=PRECISIONS, default="float32",
-                   help="LLMs: dtype of the weight matmuls; bfloat16 is faster on CPUs with bf16 units "
-                        "(the archive records it; decode on the same kind of CPU)")
+    p.add_argument("--precision", choices=PRECISIONS, default=None,
+                   help="the arithmetic: byte models 'exact' (default: integer arithmetic, decodes on any CPU) "
+                        "or 'float32' (for comparison); LLMs 'float32' (default) or 'bfloat16' (faster on CPUs "
+                        "with bf16 units). Float archives decode only on the kind of CPU that made them")
     p.add_argument("--prompt", metavar="FILE", help="steer the model with a soft prompt (lmpress tune); "
                    "decompress: the prompt the archive names, unless it embeds it")
     p.add_argument("--embed-prompt", choices=PRIORS, metavar="PRIOR",
@@ -483,6 +505,12 @@ def build_parser() -> argparse.ArgumentParser:
     i.add_argument("files", nargs="+", metavar="FILE")
     i.add_argument("--json", action="store_true")
     sub.add_parser("models", help="list the shipped models")
+    ex = sub.add_parser("export-exact", help="write a byte model's exact integer arithmetic as .npz "
+                        "(for the independent reference decoder, models/exact/reference.py)")
+    ex.add_argument("model", help="model name or file")
+    ex.add_argument("output", help="the .npz to write")
+    ex.add_argument("--positions", type=int, default=8192, help="RoPE rotations to include (longest chunk)")
+    ex.add_argument("-f", "--force", action="store_true", help="overwrite an existing output")
     demo = sub.add_parser("demo", help="compress and decompress a corpus file; show rate and speed")
     demo.add_argument("file", nargs="?", help="default: Wikipedia XML (enwik5) from ../shared/corpus")
     demo.add_argument("-m", "--model")
@@ -568,7 +596,7 @@ def main(argv: list[str] | None = None) -> int:
             return run_codec(args, decompress=args.command == "decompress" or args.decompress)
         commands = {"test": run_test, "info": run_info, "models": run_models, "demo": run_demo, "bench": run_bench,
                     "generate": run_generate, "in-context": run_in_context, "model-size": run_model_size,
-                    "tokenization": run_tokenization}
+                    "tokenization": run_tokenization, "export-exact": run_export_exact}
         return commands[args.command](args)
     except UsageError as e:
         parser.error(str(e))

@@ -32,12 +32,16 @@ from lmpress.parallel import Backend, BlockRunner
 
 DEFAULT_CHUNK_SIZE = 2048
 DEFAULT_BLOCK_CHUNKS = 64
-PRECISIONS = ("float32", "bfloat16")
+PRECISIONS = ("exact", "float32", "bfloat16")  # "exact": integer arithmetic, portable (byte models)
 DEFAULT_PROMPT_LEVELS = 16  # quantization levels of an embedded soft prompt
 PROMPT_ID_HEX = 32  # an archive names its prompt by the first 128 bits of the prompt's SHA-256 id
 CODER = f"constriction-range/p{entropy.PRECISION}/{entropy.QUANTIZER}"
 CODING_THREADS = 1  # per process; fixed so that probabilities never depend on the machine's load
 RETAIN_FRACTION = 0.875  # drop finished sequences from the batch once this fraction or fewer are left
+
+class DecodeMismatch(LmpressError):
+    """A payload whose checksum is intact decoded to wrong data: the decoder's probabilities differ."""
+
 
 # Called as progress(raw_bytes_done, bits_spent) while coding.
 ProgressFn = Callable[[int, float], None]
@@ -148,7 +152,7 @@ def decode_block(predictor: Predictor, payload: bytes, raw_length: int, chunk_si
             if vocab.escape is not None and (escaped := symbols == vocab.escape).any():
                 symbols[escaped] = vocab.size + decoder.decode(entropy.uniform(int(escaped.sum()), 256))
         except Exception as e:  # constriction reports an exhausted or invalid stream
-            raise LmpressError(f"archive is corrupted (range decoder failed: {e})") from None
+            raise DecodeMismatch(f"archive is corrupted (range decoder failed: {e})") from None
         columns.append((active, symbols))
         return symbols
 
@@ -171,7 +175,7 @@ def _assemble(predictor: Predictor, columns: list[tuple[np.ndarray, np.ndarray]]
                 pieces[i].append(predictor.vocab.piece(s))
         rows = [b"".join(p) for p in pieces]
     if any(len(r) != n for r, n in zip(rows, lengths)):
-        raise LmpressError("archive is corrupted (decoded symbols overrun their chunk)")
+        raise DecodeMismatch("archive is corrupted (decoded symbols overrun their chunk)")
     return b"".join(rows)
 
 
@@ -189,16 +193,29 @@ def decode_job(model: str, options: dict, prefix: np.ndarray | None, payload: by
     return decode_block(load_predictor(model, **options), payload, raw_length, chunk_size, prefix=prefix)
 
 
-def model_options(window: int | None = None, precision: str = "float32") -> dict:
-    """How a model runs (``load_predictor``'s keyword arguments); recorded in the archive header."""
-    if precision not in PRECISIONS:
+def model_options(window: int | None = None, precision: str | None = None) -> dict:
+    """How a model runs (``load_predictor``'s keyword arguments); recorded in the archive header.
+
+    ``precision`` None: the model's default arithmetic (``registry.default_precision``).
+    """
+    if precision is not None and precision not in PRECISIONS:
         raise LmpressError(f"precision must be one of {', '.join(PRECISIONS)}")
     return {"window": window, "precision": precision}
 
 
 def archive_options(header: Header) -> dict:
-    info = header.model_info
-    return model_options(info.get("window"), info.get("precision", "float32"))
+    """The options that decode an archive: its window and the arithmetic it was made with."""
+    name = header.arithmetic.get("name", "float32")
+    return model_options(header.model_info.get("window"), "exact" if name.startswith("exact") else name)
+
+
+def _float_failure(header: Header, what: str) -> LmpressError:
+    """The error for a float archive that does not decode although its payload checksums are intact."""
+    return LmpressError(
+        f"cannot decode: the archive was made with {header.arithmetic.get('name', 'float32')} arithmetic, whose "
+        f"probabilities depend on the CPU's float kernels, and this machine computes different ones ({what}; "
+        "the payload's checksums are intact, so the file is not corrupted). Decode it on the kind of CPU and "
+        "with the torch version that made it; archives made by this lmpress use exact integer arithmetic.")
 
 
 def _read_blocks(src: BinaryIO, block_bytes: int) -> Iterator[bytes]:
@@ -225,7 +242,9 @@ def make_header(predictor: Predictor, chunk_size: int, block_chunks: int) -> Hea
         raise LmpressError(f"chunk size must be between 1 and {1 << 20} bytes")
     if not 1 <= block_chunks <= 4096:
         raise LmpressError("block size must be between 1 and 4096 chunks")
-    return Header(predictor.name, predictor.model_id, predictor.describe(), chunk_size, block_chunks, CODER)
+    arithmetic = getattr(predictor, "arithmetic", None) or {"name": getattr(predictor, "precision", "float32")}
+    return Header(predictor.name, predictor.model_id, predictor.describe(), chunk_size, block_chunks, CODER,
+                  arithmetic=dict(arithmetic))
 
 
 def steering(predictor: Predictor, prompt: SoftPrompt | None, embed_prior: str | None = None,
@@ -250,13 +269,14 @@ def steering(predictor: Predictor, prompt: SoftPrompt | None, embed_prior: str |
 
 def compress_stream(src: BinaryIO, dst: BinaryIO, model: str = "default", *,
                     chunk_size: int = DEFAULT_CHUNK_SIZE, block_chunks: int = DEFAULT_BLOCK_CHUNKS,
-                    window: int | None = None, precision: str = "float32", workers: int = 1, ray: str | None = None,
+                    window: int | None = None, precision: str | None = None, workers: int = 1, ray: str | None = None,
                     progress: ProgressFn | None = None, prompt: SoftPrompt | None = None,
                     embed_prompt: str | None = None, prompt_levels: int = DEFAULT_PROMPT_LEVELS) -> CodingStats:
     """Compress everything readable from ``src`` into ``dst`` as one archive.
 
     ``window`` (LLMs only): attention window in tokens, for chunks longer than it.
-    ``precision`` (LLMs only): "float32" or "bfloat16" weight matmuls (faster; recorded in the archive).
+    ``precision``: the arithmetic (None: the model's default; byte models "exact" or "float32", LLMs
+    "float32" or "bfloat16" weight matmuls); recorded in the archive.
     ``workers`` / ``ray``: where blocks are coded (see lmpress.parallel); the archive is the same.
     ``prompt``: steer the model with a soft prompt; the archive names it, or, with
     ``embed_prompt`` (a hyper-prior: gaussian, histogram, lloyd-max), carries it quantized to
@@ -303,6 +323,12 @@ def predictor_for_archive(header: Header, model: str | None) -> Predictor:
         raise LmpressError(
             f"archive was made with model {header.model_name!r} (id {header.model_id[:12]}), "
             f"not {predictor.name!r} (id {predictor.model_id[:12]})")
+    wanted, have = header.arithmetic, getattr(predictor, "arithmetic", None)
+    if "id" in wanted and (have is None or have.get("id") != wanted["id"] or have.get("name") != wanted.get("name")):
+        raise LmpressError(
+            f"archive needs the {wanted.get('name')} arithmetic of model {header.model_name!r} "
+            f"(id {str(wanted['id'])[:12]}), and this lmpress derives "
+            f"{(have or {}).get('name', 'no exact arithmetic')} (id {str((have or {}).get('id', '-'))[:12]}) from it")
     return predictor
 
 
@@ -335,7 +361,7 @@ class DecodedCheck:
 
     def block(self, frame: BlockFrame, data: bytes) -> None:
         if zlib.crc32(data) != frame.raw_crc:
-            raise LmpressError(f"archive is corrupted (block {self._index} decodes to data failing its checksum)")
+            raise DecodeMismatch(f"archive is corrupted (block {self._index} decodes to data failing its checksum)")
         self._crc = zlib.crc32(data, self._crc)
         self.raw_bytes += len(data)
         self._index += 1
@@ -367,12 +393,17 @@ def decompress_stream(src: BinaryIO, dst: BinaryIO, model: str | None = None, *,
 
     local = lambda _m, _w, pre, p, n, cs: decode_block(predictor, p, n, cs, progress, pre)  # noqa: E731
     runner = BlockRunner(Backend(workers, ray))
-    for data in runner.map(decode_job, local, jobs()):
-        frame = frames.pop(0)
-        check.block(frame, data)
-        dst.write(data)
-        if progress is not None and runner.remote:
-            progress(len(data), 8.0 * frame.payload_length)
+    try:
+        for data in runner.map(decode_job, local, jobs()):
+            frame = frames.pop(0)
+            check.block(frame, data)
+            dst.write(data)
+            if progress is not None and runner.remote:
+                progress(len(data), 8.0 * frame.payload_length)
+    except DecodeMismatch as e:
+        if "id" not in header.arithmetic:  # float arithmetic: another CPU's kernels, not corruption
+            raise _float_failure(header, str(e).removeprefix("archive is corrupted (").rstrip(")")) from None
+        raise
     assert reader.trailer is not None  # the blocks() generator ran to its end
     check.end(reader.trailer)
     return CodingStats(raw_bytes=check.raw_bytes, archive_bytes=reader.offset)

@@ -1,4 +1,4 @@
-"""The ``.lmpz`` container, format version 1.
+"""The ``.lmpz`` container, format version 2 (reads 1 and 2).
 
 All integers little-endian. Laid out so that it can be written and read as a
 stream (stdin/stdout), and still be indexed for random access::
@@ -12,7 +12,12 @@ stream (stdin/stdout), and still be indexed for random access::
              | block offsets u64 * count | file crc32 u32 (of every byte before it)
 
 The settings JSON names the model and its shape, the chunk size, the number of
-chunks per block and the coder; every block holds whole chunks, so its chunk
+chunks per block, the coder and (version 2) the arithmetic that computed the
+probabilities: ``{"name": "exact-int/v1", "id": <SHA-256 of the integer model>}``
+for the integer-exact path, which decodes on any CPU, or ``{"name": "float32"}``
+/ ``"bfloat16"`` for float kernels, which decode only where the same kernels
+run. Version 1 archives are all float (their ``model_info`` may name the
+precision); every block holds whole chunks, so its chunk
 count is ``ceil(raw length / chunk size)``. Each block decodes on its own.
 An archive made with a soft prompt names it in the settings (``prompt``: id,
 tokens) and, when the prompt is part of the code, carries it quantized and
@@ -31,7 +36,8 @@ from typing import BinaryIO
 from lmpress.errors import LmpressError
 
 MAGIC = b"LMPZ"
-VERSION = 1
+VERSION = 2
+READS = (1, 2)
 END_MARK = 0xFFFFFFFF
 SUFFIX = ".lmpz"
 MAX_PROMPT_CODE = 1 << 24
@@ -50,14 +56,16 @@ class Header:
     coder: str
     prompt: dict | None = None  # the soft prompt's id, tokens and (if embedded) how it is coded
     prompt_code: bytes = b""  # the embedded prompt (hyper-prior code), counted in the archive size
+    arithmetic: dict = field(default_factory=lambda: {"name": "float32"})  # what computed the probabilities
+    version: int = VERSION
 
     def to_bytes(self) -> bytes:
         settings = {"model": self.model_name, "model_info": self.model_info, "chunk_size": self.chunk_size,
-                    "block_chunks": self.block_chunks, "coder": self.coder}
+                    "block_chunks": self.block_chunks, "coder": self.coder, "arithmetic": self.arithmetic}
         if self.prompt is not None:
             settings["prompt"] = {**self.prompt, **({"code_bytes": len(self.prompt_code)} if self.prompt_code else {})}
         raw = json.dumps(settings, sort_keys=True, separators=(",", ":")).encode()
-        body = (MAGIC + bytes([VERSION]) + struct.pack("<H", len(raw)) + raw + bytes.fromhex(self.model_id)
+        body = (MAGIC + bytes([self.version]) + struct.pack("<H", len(raw)) + raw + bytes.fromhex(self.model_id)
                 + self.prompt_code)
         return body + struct.pack("<I", zlib.crc32(body))
 
@@ -147,8 +155,9 @@ class ArchiveReader:
         self._crc = zlib.crc32(start)
         self.offset = 4
         version = self._read(1, "header")[0]
-        if version != VERSION:
-            raise LmpressError(f"unsupported archive format version {version} (this lmpress reads {VERSION})")
+        if version not in READS:
+            raise LmpressError(f"unsupported archive format version {version} (this lmpress reads "
+                               f"{', '.join(map(str, READS))}; a newer lmpress made it)")
         (n,) = struct.unpack("<H", self._read(2, "header"))
         settings_raw = self._read(n, "header")
         model_id = self._read(32, "header").hex()
@@ -166,8 +175,10 @@ class ArchiveReader:
         if stored != body_crc:
             raise LmpressError("archive is corrupted (header checksum mismatch)")
         try:
+            # version 1: float arithmetic, at the precision model_info names (float32 if none)
+            arithmetic = s.get("arithmetic") or {"name": s["model_info"].get("precision", "float32")}
             return Header(s["model"], model_id, s["model_info"], int(s["chunk_size"]),
-                          int(s["block_chunks"]), s["coder"], prompt, prompt_code)
+                          int(s["block_chunks"]), s["coder"], prompt, prompt_code, dict(arithmetic), version)
         except (KeyError, TypeError):
             raise LmpressError("archive is corrupted (unreadable header settings)") from None
 

@@ -24,9 +24,14 @@ _FAMILY = constriction.stream.model.Categorical(perfect=False)
 def frequencies(probs: np.ndarray) -> np.ndarray:
     """Integer weights (as float64) for probabilities [batch, n]: the coder's frequencies minus one.
 
-    Each row: w = floor(p * (2**24 - n) / sum(p)); the remainder goes to the most
-    probable symbol (first index on ties). Deterministic in the float32 input.
+    Integer input is taken as weights already (exact predictors compute them in
+    integer arithmetic: ``models/exact/ops.frequencies_from_logits``). Float
+    input, each row: w = floor(p * (2**24 - n) / sum(p)); the remainder goes to
+    the most probable symbol (first index on ties). Deterministic in the float32
+    input, which float models compute with CPU-dependent kernels.
     """
+    if np.issubdtype(probs.dtype, np.integer):
+        return probs.astype(np.float64)
     w = probs.astype(np.float64)
     free = float(TOTAL - w.shape[1])
     np.multiply(w, free / w.sum(axis=1, keepdims=True), out=w)  # in place: LLM vocabularies are large

@@ -3,6 +3,12 @@
 Byte models code bytes; a model trained on a BPE vocabulary (the tokenization
 study) codes that vocabulary's tokens, its tokenizer stored in the model file's
 manifest.
+
+Two arithmetics (``precision``): ``"exact"`` (the default) runs the integer
+model derived from the weights (``models/exact/byte_model.py``) and returns the
+coder's integer weights, identical on any CPU; ``"float32"`` runs the float
+model as archives of format version 1 did (their probabilities depend on the
+CPU's float kernels).
 """
 
 from __future__ import annotations
@@ -15,10 +21,15 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from lmpress.coding import entropy
 from lmpress.errors import LmpressError
+from lmpress.models.exact import ops
+from lmpress.models.exact.byte_model import ARITHMETIC, RESIDUAL_BITS, ExactByteModel, ExactCache
 from lmpress.models.store import load_model, model_id
 from lmpress.models.transformer import ByteTransformer, KVCache
 from lmpress.models.vocab import ByteVocabulary, Vocabulary
+
+PRECISIONS = ("exact", "float32")
 
 
 def teacher_forced_bits(model: ByteTransformer, vocab: Vocabulary, chunk: bytes,
@@ -30,8 +41,12 @@ def teacher_forced_bits(model: ByteTransformer, vocab: Vocabulary, chunk: bytes,
 
 
 class TransformerPredictor:
-    def __init__(self, model: ByteTransformer, name: str, manifest: dict | None = None) -> None:
+    def __init__(self, model: ByteTransformer, name: str, manifest: dict | None = None,
+                 precision: str = "exact") -> None:
+        if precision not in PRECISIONS:
+            raise LmpressError(f"byte models run with precision {' or '.join(PRECISIONS)}, not {precision!r}")
         self.model = model.eval()
+        self.precision = precision
         self.name = name
         self.manifest = manifest or {}
         tokenizer = self.manifest.get("tokenizer")
@@ -45,13 +60,16 @@ class TransformerPredictor:
             raise LmpressError(f"{name}: the model predicts {model.cfg.vocab} symbols, "
                                f"its vocabulary has {self.vocab.size}")
         self.model_id = model_id(model, tokenizer)
-        self._cache: KVCache | None = None
+        self._cache: KVCache | ExactCache | None = None
         self.embedding_dim = model.cfg.d_model
+        self.exact = ExactByteModel.from_float(model) if precision == "exact" else None
+        # archives name the arithmetic by 128 bits of its SHA-256 (as they name soft prompts)
+        self.arithmetic = {"name": ARITHMETIC, "id": self.exact.digest()[:32]} if self.exact else None
 
     @classmethod
-    def from_file(cls, path: Path, name: str | None = None) -> TransformerPredictor:
+    def from_file(cls, path: Path, name: str | None = None, precision: str = "exact") -> TransformerPredictor:
         model, manifest = load_model(path)
-        return cls(model, name or str(path), manifest)
+        return cls(model, name or str(path), manifest, precision)
 
     def describe(self) -> dict[str, Any]:
         cfg = self.model.cfg
@@ -65,6 +83,7 @@ class TransformerPredictor:
             "kv_heads": cfg.n_kv_head,
             "attention_span": cfg.attn_span,
             "stored_bytes": 4 * self.model.num_parameters(),  # float32 weights
+            "precision": self.precision,
             **tokens,
         }
 
@@ -72,6 +91,12 @@ class TransformerPredictor:
         assert self._cache is not None
         logits = self.model.step(tokens, self._cache)
         return torch.softmax(logits, dim=-1).numpy()
+
+    def _exact_weights(self, vectors: np.ndarray) -> np.ndarray:
+        """Coder weights (int64) after feeding integer input vectors to the exact model."""
+        assert self.exact is not None and isinstance(self._cache, ExactCache)
+        logits = self.exact.step(vectors, self._cache)
+        return ops.frequencies_from_logits(logits, self.exact.logit_exp, entropy.TOTAL)
 
     def code_length(self, chunks: list[bytes], prefix: torch.Tensor | None = None) -> torch.Tensor:
         # One at a time: chunks may differ in length.
@@ -83,18 +108,31 @@ class TransformerPredictor:
 
     @torch.no_grad()
     def begin(self, batch: int, prefix: np.ndarray | None = None) -> np.ndarray:
+        prefix = prefix if prefix is not None else np.zeros((0, self.embedding_dim), np.float32)
+        if self.exact is not None:
+            self._cache = self.exact.new_cache(batch)
+            weights = self._exact_weights(self.exact.embed[np.full(batch, self.model.bos)])
+            for vector in prefix:  # float32 vectors to fixed point: one IEEE rounding, the same everywhere
+                fixed = np.round(np.ldexp(vector.astype(np.float64), RESIDUAL_BITS)).astype(np.int64)
+                weights = self._exact_weights(np.broadcast_to(fixed, (batch, len(fixed))))
+            return weights
         self._cache = self.model.new_cache(batch)
         logits = self.model.step(torch.full((batch,), self.model.bos, dtype=torch.long), self._cache)
-        for vector in torch.as_tensor(prefix if prefix is not None else np.zeros((0, self.embedding_dim), np.float32)):
+        for vector in torch.as_tensor(prefix):
             logits = self.model.step_vectors(vector.expand(batch, -1), self._cache)
         return torch.softmax(logits, dim=-1).numpy()
 
     @torch.no_grad()
     def advance(self, symbols: np.ndarray) -> np.ndarray:
+        if self.exact is not None:
+            return self._exact_weights(self.exact.embed[np.asarray(symbols, dtype=np.int64)])
         return self._probabilities(torch.from_numpy(np.asarray(symbols, dtype=np.int64)))
 
     def retain(self, rows: np.ndarray) -> None:
         assert self._cache is not None
+        if isinstance(self._cache, ExactCache):
+            self._cache.retain(np.asarray(rows, dtype=np.int64))
+            return
         index = torch.from_numpy(np.asarray(rows, dtype=np.int64))
         self._cache.k = self._cache.k.index_select(1, index)
         self._cache.v = self._cache.v.index_select(1, index)

@@ -23,8 +23,12 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from lmpress.coding import entropy
 from lmpress.errors import LmpressError
-from lmpress.models.llm import LLM, LayerCache, LLMConfig
+from lmpress.models.exact import ops
+from lmpress.models.exact.byte_model import ARITHMETIC
+from lmpress.models.exact.llm_model import RESIDUAL_BITS, ExactLLM
+from lmpress.models.llm import LLM, LLMConfig
 from lmpress.models.vocab import TokenVocabulary
 
 CACHE_FORMAT = "lmpress-llm-cache/1"
@@ -108,11 +112,14 @@ class LLMPredictor:
         meta = json.loads((cached / "meta.json").read_text())
         config = meta["config"]
         self.cfg = LLMConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in config.items()})
-        dtype = {"float32": torch.float32, "bfloat16": torch.bfloat16}.get(precision)
+        dtype = {"exact": torch.float32, "float32": torch.float32, "bfloat16": torch.bfloat16}.get(precision)
         if dtype is None:
-            raise LmpressError(f"unknown precision {precision!r} (float32 or bfloat16)")
+            raise LmpressError(f"LLMs run with precision exact, float32 or bfloat16, not {precision!r}")
         self.precision = precision
         self.llm = LLM(self.cfg, torch.load(cached / "weights.pt", weights_only=True), dtype)
+        self.exact = ExactLLM(self.llm) if precision == "exact" else None
+        # float kernels (no id): the archive decodes on the kind of CPU that made it
+        self.arithmetic = {"name": ARITHMETIC, "id": self.exact.digest()[:32]} if self.exact else None
         from tokenizers import Tokenizer
 
         self.vocab = TokenVocabulary(Tokenizer.from_file(str(cached / "tokenizer.json")))
@@ -121,7 +128,7 @@ class LLMPredictor:
         if window is not None and window <= ATTENTION_SINKS:
             raise LmpressError(f"context window must be more than {ATTENTION_SINKS} tokens")
         self.window = window
-        self._caches: list[LayerCache] | None = None
+        self._caches: list | None = None  # LayerCache, or ExactLayerCache on the exact path
         self.embedding_dim = self.cfg.hidden
 
     def describe(self) -> dict[str, Any]:
@@ -144,6 +151,12 @@ class LLMPredictor:
     def _probabilities(self, tokens: torch.Tensor) -> np.ndarray:
         assert self._caches is not None
         return torch.softmax(self.llm.step(tokens, self._caches), dim=-1).numpy()
+
+    def _exact_weights(self, vectors: np.ndarray) -> np.ndarray:
+        """Coder weights (int64) after feeding integer input vectors to the exact model."""
+        assert self.exact is not None and self._caches is not None
+        return ops.frequencies_from_logits(self.exact.step(vectors, self._caches), self.exact.logit_exp,
+                                           entropy.TOTAL)
 
     def code_length(self, chunks: list[bytes], prefix: torch.Tensor | None = None) -> torch.Tensor:
         """Bits of each chunk's tokens (escaped bytes: the escape token plus 8 bits)."""
@@ -168,10 +181,17 @@ class LLMPredictor:
 
     @torch.no_grad()
     def begin(self, batch: int, prefix: np.ndarray | None = None) -> np.ndarray:
-        self._caches = self.llm.new_cache(batch, self.window, ATTENTION_SINKS)
         prefix = prefix if prefix is not None else np.zeros((0, self.embedding_dim), np.float32)
         if self.window is not None and len(prefix) and len(prefix) + ATTENTION_SINKS >= self.window:
             raise LmpressError("the soft prompt does not fit in the attention window")
+        if self.exact is not None:
+            self._caches = self.exact.new_cache(batch, self.window, ATTENTION_SINKS)
+            weights = self._exact_weights(self.exact.embed[np.full(batch, self.bos)])
+            for vector in prefix:  # float32 vectors to fixed point: one IEEE rounding, the same everywhere
+                fixed = np.round(np.ldexp(vector.astype(np.float64), RESIDUAL_BITS)).astype(np.int64)
+                weights = self._exact_weights(np.broadcast_to(fixed, (batch, len(fixed))))
+            return weights
+        self._caches = self.llm.new_cache(batch, self.window, ATTENTION_SINKS)
         logits = self.llm.step(torch.full((batch,), self.bos, dtype=torch.long), self._caches)
         for vector in torch.as_tensor(prefix):  # softmax only after the last input: one per block start
             logits = self.llm.step_vectors(vector.expand(batch, -1), self._caches)
@@ -179,10 +199,16 @@ class LLMPredictor:
 
     @torch.no_grad()
     def advance(self, symbols: np.ndarray) -> np.ndarray:
+        if self.exact is not None:
+            return self._exact_weights(self.exact.embed[np.asarray(symbols, dtype=np.int64)])
         return self._probabilities(torch.from_numpy(np.asarray(symbols, dtype=np.int64)))
 
     def retain(self, rows: np.ndarray) -> None:
         assert self._caches is not None
+        if self.exact is not None:
+            for cache in self._caches:
+                cache.retain(np.asarray(rows, dtype=np.int64))
+            return
         index = torch.from_numpy(np.asarray(rows, dtype=np.int64))
         for cache in self._caches:
             cache.retain(index)

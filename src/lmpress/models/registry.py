@@ -66,16 +66,26 @@ def is_llm(name: str) -> bool:
     return resolve_name(name) in LLMS or path.suffix == ".gguf" or path.is_dir()
 
 
-@lru_cache(maxsize=4)
-def load_predictor(name: str, window: int | None = None, precision: str = "float32") -> Predictor:
+def default_precision(name: str) -> str:
+    """The arithmetic a model codes with unless told otherwise: exact for byte models, float32 for LLMs."""
+    return "float32" if is_llm(name) else "exact"
+
+
+def load_predictor(name: str, window: int | None = None, precision: str | None = None) -> Predictor:
     """A model by name (``default``, ``multimodal-800k``, ``smollm2-135m``, ...) or by path.
 
     ``window`` (tokens) bounds an LLM's attention so that long chunks are coded
     with a sliding window; byte models have their own span and refuse it.
-    ``precision`` ("float32" or "bfloat16", LLMs only): the dtype of the weight
-    matmuls; bfloat16 is ~2.4x faster on CPUs with bf16 units, and an archive
-    records which one made it.
+    ``precision``: the arithmetic. Byte models: "exact" (integer arithmetic,
+    the same on any CPU; the default) or "float32" (archives of format 1).
+    LLMs: "float32" or "bfloat16" weight matmuls (bfloat16 is ~2.4x faster on
+    CPUs with bf16 units); an archive records which one made it.
     """
+    return _load(name, window, precision or default_precision(name))
+
+
+@lru_cache(maxsize=4)
+def _load(name: str, window: int | None, precision: str) -> Predictor:
     from lmpress.models.byte_predictor import TransformerPredictor
     from lmpress.models.llm_predictor import LLMPredictor
 
@@ -86,14 +96,12 @@ def load_predictor(name: str, window: int | None = None, precision: str = "float
         return LLMPredictor(source, canonical if canonical in LLMS else str(path), window, precision)
     if window is not None:
         raise LmpressError("--window applies to pretrained LLMs only (byte models have a fixed attention span)")
-    if precision != "float32":
-        raise LmpressError("--precision applies to pretrained LLMs only (byte models run in float32)")
     if canonical in SHIPPED:
         path = WEIGHTS_DIR / SHIPPED[canonical] / "model.pt"
         if not path.exists():
             raise LmpressError(f"shipped model {canonical!r} is missing its weights ({path})")
-        return TransformerPredictor.from_file(path, name=canonical)
+        return TransformerPredictor.from_file(path, name=canonical, precision=precision)
     if path.is_file():
-        return TransformerPredictor.from_file(path, name=str(path))
+        return TransformerPredictor.from_file(path, name=str(path), precision=precision)
     raise LmpressError(f"unknown model {name!r} (named: {', '.join(shipped_names())}; "
                        "or give a model file, GGUF file or Hugging Face folder)")

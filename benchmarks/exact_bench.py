@@ -1,0 +1,76 @@
+"""Float vs exact arithmetic, in one run: rate and speed per shipped byte model and held-out modality.
+
+    python benchmarks/exact_bench.py                                   # 64 KB per modality, four models
+    python benchmarks/exact_bench.py --max-bytes 131072 --models default --json out.json
+
+For every (model, modality) both archives are made from the same held-out sample (the bench
+presets: Wikipedia XML, Kodak luma patches, LibriSpeech PCM), decoded back and compared byte for
+byte, in one process with one torch thread (``-j 1`` coding), alternating float and exact so
+that the shared machine's load falls on both alike. Rates include every archive byte.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+
+from lmpress import api
+from lmpress.bench.datasets import load_dataset
+from lmpress.bench.measure import machine_line
+from lmpress.models.registry import load_predictor
+
+PRESETS = {"text": "wiki", "image": "image", "audio": "audio"}
+
+
+def measure(data: bytes, model: str, precision: str) -> dict:
+    start = time.perf_counter()
+    archive = api.compress(data, model, precision=precision)
+    encode_s = time.perf_counter() - start
+    start = time.perf_counter()
+    decoded = api.decompress(archive)
+    decode_s = time.perf_counter() - start
+    if decoded != data:
+        raise SystemExit(f"{model} {precision}: decoded data differs")
+    return {"bytes": len(archive), "rate": len(archive) / len(data), "encode_kbs": len(data) / encode_s / 1e3,
+            "decode_kbs": len(data) / decode_s / 1e3}
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--models", nargs="+", default=["default", "text-800k", "image-800k", "audio-800k"])
+    p.add_argument("--modalities", nargs="+", default=list(PRESETS), choices=list(PRESETS))
+    p.add_argument("--max-bytes", type=int, default=65536)
+    p.add_argument("--json", help="write the rows here")
+    a = p.parse_args()
+    samples = {m: b"".join(i.view for i in load_dataset(PRESETS[m], a.max_bytes).items) for m in a.modalities}
+    rows = []
+    for model in a.models:
+        for precision in ("float32", "exact"):
+            load_predictor(model, precision=precision)  # load (and compile) outside the timings
+        for modality, data in samples.items():
+            row = {"model": model, "modality": modality, "input_bytes": len(data)}
+            for precision in ("float32", "exact"):
+                row[precision] = measure(data, model, precision)
+            rows.append(row)
+            f, e = row["float32"], row["exact"]
+            change = e["rate"] / f["rate"] - 1
+            print(f"{model:16s} {modality:6s} rate {f['rate']:.4f} -> {e['rate']:.4f} ({change:+.2%})"
+                  f"  encode {f['encode_kbs']:.1f} -> {e['encode_kbs']:.1f} KB/s"
+                  f"  decode {f['decode_kbs']:.1f} -> {e['decode_kbs']:.1f} KB/s", flush=True)
+    print(f"\n{machine_line()}\n")
+    print("| model | modality | bytes | float32 rate | exact rate | change | float32 enc / dec KB/s | "
+          "exact enc / dec KB/s |")
+    print("|---|---|---:|---:|---:|---:|---:|---:|")
+    for r in rows:
+        f, e = r["float32"], r["exact"]
+        print(f"| {r['model']} | {r['modality']} | {r['input_bytes']:,} | {f['rate']:.4f} | {e['rate']:.4f} | "
+              f"{e['rate'] / f['rate'] - 1:+.2%} | {f['encode_kbs']:.1f} / {f['decode_kbs']:.1f} | "
+              f"{e['encode_kbs']:.1f} / {e['decode_kbs']:.1f} |")
+    if a.json:
+        with open(a.json, "w") as out:
+            json.dump({"machine": machine_line(), "rows": rows}, out, indent=1)
+
+
+if __name__ == "__main__":
+    main()

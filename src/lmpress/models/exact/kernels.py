@@ -1,0 +1,285 @@
+"""Compiled kernels (numba) for the attention step: int8 caches in, exact integers out.
+
+Integer arithmetic, plus float64 sums of integer products that stay below
+2**53 and are therefore exact in any order: numba compiles the same results on
+every CPU, so these kernels decide only how fast a step is, never what it
+computes.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+SCORE_DIVISOR = 127 * 127  # queries and keys are int8 with scale amax / 127 each
+
+
+WEIGHT_BITS = 14  # attention weights into the value sum: int32 products and sums stay below 2**31
+SUM_PART = 1024  # positions summed in int32 before adding into int64
+
+
+@njit(cache=True, nogil=True)
+def attention(q, q_amax, k_cache, k_amax, v_cache, v_amax, n, row_mul_shift, score_shift, mul_shift,
+              exp_table, out):  # pragma: no cover - compiled
+    """One attention step over the ``n`` cached positions, for every sequence and head.
+
+    q        int32 [B, H, G, hd]  int8-valued queries (1/sqrt(hd) folded in), H kv heads of G queries
+    q_amax   int64 [B, H, G]      their scales: query = q * q_amax / 127 at f bits
+    k_cache  int8  [B, H, hd, span], k_amax int64 [B, H, span]  keys (transposed), the same way
+    v_cache  int8  [B, H, hd, span], v_amax int64 [B, H, span]  values (transposed)
+    out      int64 [B, H, G, hd]  sum_j p_j * v_amax_j * v_j / sum_j p_j  (so the output is out / (127 * 2**f))
+
+    Score_j (nats) = (q . k_j) * q_amax * k_amax_j / (127**2 * 2**(2 f)). With S_j = (q . k_j) * k_amax_j,
+    p_j = exp_table[((max S - S_j) >> score_shift) * row_mul >> mul_shift] (index clipped to the table),
+    row_mul = (q_amax << row_mul_shift) // 127**2, which makes the index the score gap in table steps.
+    The weights w_j = p_j * v_amax_j are rescaled to WEIGHT_BITS (w_j * 2**14 // max w, rounded) for
+    an int32 sum with the int8 values; the peak and sum of p bring the scale back.
+    """
+    b_n, h_n, g_n, hd = q.shape
+    last = exp_table.shape[0] - 1
+    dots = np.empty((g_n, n), dtype=np.int32)
+    pav = np.empty((g_n, n), dtype=np.int64)
+    scores = np.empty(n, dtype=np.int64)
+    weights = np.empty((g_n, n), dtype=np.int16)
+    sums = np.empty((g_n, hd), dtype=np.int64)
+    peaks = np.empty(g_n, dtype=np.int64)
+    totals = np.empty(g_n, dtype=np.int64)
+    for b in range(b_n):
+        for h in range(h_n):
+            keys, values = k_cache[b, h], v_cache[b, h]
+            dots[:, :] = 0
+            for c in range(hd):
+                for g in range(g_n):
+                    qc = q[b, h, g, c]
+                    for j in range(n):
+                        dots[g, j] += qc * np.int32(keys[c, j])
+            for g in range(g_n):
+                top = np.int64(-(1 << 62))
+                for j in range(n):
+                    s = np.int64(dots[g, j]) * k_amax[b, h, j]
+                    scores[j] = s
+                    top = max(top, s)
+                row_mul = (q_amax[b, h, g] << row_mul_shift) // SCORE_DIVISOR
+                # gaps from here on index the table's last entry (0): skip them
+                far = (((np.int64(last) << mul_shift) + row_mul - 1) // max(row_mul, 1)) << score_shift
+                total = np.int64(0)
+                peak = np.int64(1)
+                for j in range(n):
+                    gap = top - scores[j]
+                    w = np.int64(0)
+                    if gap < far:
+                        p = exp_table[min(((gap >> score_shift) * row_mul) >> mul_shift, last)]
+                        total += p
+                        w = p * v_amax[b, h, j]
+                        peak = max(peak, w)
+                    pav[g, j] = w
+                inverse = (np.int64(1 << WEIGHT_BITS) << 40) // peak
+                for j in range(n):
+                    weights[g, j] = np.int16((pav[g, j] * inverse + (1 << 39)) >> 40)
+                peaks[g] = peak
+                totals[g] = total
+            for g in range(g_n):
+                for c in range(hd):
+                    acc = np.int64(0)
+                    for start in range(0, n, SUM_PART):  # int32 parts: 2**14 * 127 * 1024 < 2**31
+                        part = np.int32(0)
+                        for j in range(start, min(start + SUM_PART, n)):
+                            part += np.int32(weights[g, j]) * np.int32(values[c, j])
+                        acc += part
+                    sums[g, c] = acc
+            for g in range(g_n):
+                shift = 0  # peak >> shift fits 24 bits, so sum * (peak >> shift) fits int64
+                while (peaks[g] >> shift) >= (1 << 24):
+                    shift += 1
+                back = shift - WEIGHT_BITS
+                for c in range(hd):
+                    t = (sums[g, c] * (peaks[g] >> shift)) // totals[g]
+                    out[b, h, g, c] = t << back if back >= 0 else (t + (np.int64(1) << (-back - 1))) >> -back
+
+
+# ---------------------------------------------------------------------------------------------
+# Row-wise passes around the weight matmuls (one pass each instead of several numpy ones). The
+# definitions are those of ``ops.py``: ``quantize``, ``norm_quantize`` and ``IntLinear``.
+
+
+@njit(cache=True, nogil=True)
+def _round_shift(x, s):  # pragma: no cover - compiled
+    if s <= 0:
+        return x << -s
+    return (x + (np.int64(1) << (s - 1))) >> s
+
+
+@njit(cache=True, nogil=True)
+def _isqrt(n):  # pragma: no cover - compiled
+    r = np.int64(np.sqrt(np.float64(n)))
+    for _ in range(2):
+        if r * r > n:
+            r -= 1
+        if (r + 1) * (r + 1) <= n:
+            r += 1
+    return r
+
+
+@njit(cache=True, nogil=True)
+def quantize_rows(x, q, amax, levels=127):  # pragma: no cover - compiled
+    """``ops.quantize`` over the last axis of a 2-D int64 ``x`` to integers in [-levels, levels]:
+    q (float32, int8 or int64), amax int64 [rows]."""
+    for b in range(x.shape[0]):
+        top = np.int64(1)
+        for i in range(x.shape[1]):
+            top = max(top, abs(x[b, i]))
+        inverse = (np.int64(levels) << 40) // top
+        for i in range(x.shape[1]):
+            q[b, i] = (x[b, i] * inverse + (np.int64(1) << 39)) >> 40
+        amax[b] = top
+
+
+@njit(cache=True, nogil=True)
+def norm_quantize_rows(x, q, row_scale, row_bits, levels=127):  # pragma: no cover - compiled
+    """RMSNorm then quantize (``ops``): q in [-levels, levels], row scale int64 [rows]."""
+    d = x.shape[1]
+    for b in range(x.shape[0]):
+        top = np.int64(1)
+        squares = np.int64(0)
+        for i in range(d):
+            v = x[b, i]
+            top = max(top, abs(v))
+            squares += v * v
+        inverse = (np.int64(levels) << 40) // top
+        for i in range(d):
+            q[b, i] = (x[b, i] * inverse + (np.int64(1) << 39)) >> 40
+        rms = max(_isqrt(squares // d), 1)
+        row_scale[b] = (top << row_bits) // (levels * rms)
+
+
+@njit(cache=True, nogil=True)
+def rescale(y, multiplier, row_scale, pre_shift, shift, out):  # pragma: no cover - compiled
+    """``IntLinear``'s integer rescale of the matmul ``y`` (float32 holding integers) into ``out``."""
+    for b in range(y.shape[0]):
+        r = row_scale[b]
+        for o in range(y.shape[1]):
+            out[b, o] = _round_shift(_round_shift(np.int64(y[b, o]) * multiplier[o], pre_shift) * r, shift)
+
+
+@njit(cache=True, nogil=True)
+def rescale_add(y, multiplier, row_scale, pre_shift, shift, residual, limit):  # pragma: no cover - compiled
+    """``residual = clip(residual + rescale(y), -limit, limit)``, in place."""
+    for b in range(y.shape[0]):
+        r = row_scale[b]
+        for o in range(y.shape[1]):
+            v = residual[b, o] + _round_shift(_round_shift(np.int64(y[b, o]) * multiplier[o], pre_shift) * r, shift)
+            residual[b, o] = min(max(v, -limit), limit)
+
+
+@njit(cache=True, nogil=True)
+def rescale_gelu(y, multiplier, row_scale, pre_shift, shift, table, limit, out):  # pragma: no cover - compiled
+    """``out = gelu(rescale(y))`` by the GELU table (covering [-limit, limit] in fixed point)."""
+    for b in range(y.shape[0]):
+        r = row_scale[b]
+        for o in range(y.shape[1]):
+            h = _round_shift(_round_shift(np.int64(y[b, o]) * multiplier[o], pre_shift) * r, shift)
+            if h >= limit:
+                out[b, o] = h
+            elif h <= -limit:
+                out[b, o] = 0
+            else:
+                out[b, o] = table[h + limit]
+
+
+@njit(cache=True, nogil=True)
+def _quantize_into(vec, q, row):  # pragma: no cover - compiled
+    """``ops.quantize`` of one vector into q[row, :]; returns amax."""
+    top = np.int64(1)
+    for c in range(vec.shape[0]):
+        top = max(top, abs(vec[c]))
+    inverse = (np.int64(127) << 40) // top
+    for c in range(vec.shape[0]):
+        q[row, c] = (vec[c] * inverse + (np.int64(1) << 39)) >> 40
+    return top
+
+
+@njit(cache=True, nogil=True)
+def qkv_step(y, multiplier, row_scale, pre_shift, shift, limit, head_gain, cos, sin, rope_bits, n_q, n_kv,
+             q, q_amax, k_cache, k_amax, v_cache, v_amax, slot):  # pragma: no cover - compiled
+    """The qkv projection's rescale (clipped to +-limit), RoPE on queries and keys, int8 quantization
+    per head; queries into ``q`` int32 [B, n_q, hd] / ``q_amax`` [B, n_q], keys and values into
+    the caches [B, n_kv, hd, span] at ``slot``.
+
+    ``head_gain`` int64 [2, hd] (or [0, hd]: none): RMSNorm of each query (row 0) and key (row 1) head
+    before RoPE (Gemma 3's q/k norms), the gains at the heads' fixed point: v * gain // isqrt(mean(v*v)).
+    """
+    hd = q.shape[2]
+    half = hd // 2
+    vec = np.empty(hd, dtype=np.int64)
+    rotated = np.empty((1, hd), dtype=np.int64)
+    quantized = np.empty((1, hd), dtype=np.int64)
+    for b in range(y.shape[0]):
+        r = row_scale[b]
+        for head in range(n_q + 2 * n_kv):
+            for c in range(hd):
+                o = head * hd + c
+                v = _round_shift(_round_shift(np.int64(y[b, o]) * multiplier[o], pre_shift) * r, shift)
+                vec[c] = min(max(v, -limit), limit)
+            if head < n_q + n_kv and head_gain.shape[0] == 2:
+                squares = np.int64(0)
+                for c in range(hd):
+                    squares += vec[c] * vec[c]
+                rms = max(_isqrt(squares // hd), 1)
+                gain = head_gain[0] if head < n_q else head_gain[1]
+                for c in range(hd):
+                    vec[c] = (vec[c] * gain[c]) // rms
+            if head < n_q + n_kv:  # RoPE: (a, c) pairs of the first and second half
+                for c in range(half):
+                    a, e = vec[c], vec[c + half]
+                    rotated[0, c] = _round_shift(a * cos[c] - e * sin[c], rope_bits)
+                    rotated[0, c + half] = _round_shift(a * sin[c] + e * cos[c], rope_bits)
+            else:
+                rotated[0, :] = vec
+            amax = _quantize_into(rotated[0], quantized, 0)
+            if head < n_q:
+                q[b, head, :] = quantized[0]
+                q_amax[b, head] = amax
+            elif head < n_q + n_kv:
+                for c in range(hd):
+                    k_cache[b, head - n_q, c, slot] = quantized[0, c]
+                k_amax[b, head - n_q, slot] = amax
+            else:
+                for c in range(hd):
+                    v_cache[b, head - n_q - n_kv, c, slot] = quantized[0, c]
+                v_amax[b, head - n_q - n_kv, slot] = amax
+
+
+@njit(cache=True, nogil=True)
+def rescale_gated(y, multiplier, row_scale, pre_shift, shift, table, limit, frac_bits, out):  # pragma: no cover
+    """Gated MLP: y holds [gate | up]; ``out = act(gate) * up`` at ``frac_bits`` (act by its table)."""
+    width = out.shape[1]
+    for b in range(y.shape[0]):
+        r = row_scale[b]
+        for o in range(width):
+            g = _round_shift(_round_shift(np.int64(y[b, o]) * multiplier[o], pre_shift) * r, shift)
+            u = _round_shift(_round_shift(np.int64(y[b, width + o]) * multiplier[width + o], pre_shift) * r, shift)
+            if g >= limit:
+                a = g
+            elif g <= -limit:
+                a = np.int64(0)
+            else:
+                a = table[g + limit]
+            out[b, o] = _round_shift(a * u, frac_bits)
+
+
+@njit(cache=True, nogil=True)
+def rescale_norm_add(y, multiplier, row_scale, pre_shift, shift, gain, residual, limit):  # pragma: no cover
+    """``residual += RMSNorm(rescale(y)) * gain`` (gain at the residual's fixed point), clipped."""
+    d = y.shape[1]
+    v = np.empty(d, dtype=np.int64)
+    for b in range(y.shape[0]):
+        r = row_scale[b]
+        squares = np.int64(0)
+        for o in range(d):
+            t = _round_shift(_round_shift(np.int64(y[b, o]) * multiplier[o], pre_shift) * r, shift)
+            t = min(max(t, -limit), limit)
+            v[o] = t
+            squares += t * t
+        rms = max(_isqrt(squares // d), 1)
+        for o in range(d):
+            residual[b, o] = min(max(residual[b, o] + (v[o] * gain[o]) // rms, -limit), limit)

@@ -1,0 +1,253 @@
+"""Pretrained LLMs (Llama family, Gemma 3) in integer-exact arithmetic: the model the coder runs.
+
+Derived from the float network of ``models/llm.py`` (weights as transformers
+de-quantized them from the GGUF file) by elementwise IEEE operations only, so
+the same file gives the same integers on any machine. The arithmetic is the
+byte model's (``byte_model.py``, ``ops.py``, ``kernels.py``), with what LLMs add:
+
+* int8 weights per output channel multiplied in integers (``torch._int_mm``,
+  int8 x int8 -> int32: exact for any length and a quarter of float32's bytes);
+* the residual stream at ``RESIDUAL_BITS`` = 10 (LLM residuals hold outliers
+  in the thousands), embeddings as int8 rows with integer multipliers;
+* gated MLPs (SiLU or GELU by integer tables), Gemma's q/k norms, post-norms
+  and per-layer RoPE bases and sliding windows;
+* KV caches that grow by 256 positions, or rings with attention sinks
+  (``--window``), laid out for the attention kernel.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+
+import numpy as np
+import torch
+
+from lmpress.models.exact import kernels as k
+from lmpress.models.exact import ops, tables
+from lmpress.models.exact.byte_model import (
+    ARITHMETIC,
+    MUL_SHIFT,
+    NO_HEAD_NORM,
+    QKV_BITS,
+    QKV_LIMIT,
+    ROPE_BITS,
+    ROW_MUL_SHIFT,
+    SCORE_SHIFT,
+    attention_tables,
+    logit_table,
+)
+
+RESIDUAL_BITS = 10
+RESIDUAL_LIMIT = 1 << 26  # real 65536; 2**52 * hidden stays within int64 for the sum of squares
+HIDDEN_BITS = 9
+ACTIVATION_LIMIT = {"silu": 16, "gelu_tanh": 8}  # beyond, the activation is x or 0 (to < 2**-20)
+GAIN_BITS = QKV_BITS  # q/k norm gains at the heads' fixed point
+# Activation levels at each matmul's input: 16 bits (ops.WIDE_MAX, two int8 halves) or int8 (127).
+# Measured on SmolLM2 (held-out Wikipedia, against float32): all 16-bit +0.40% bits; int8 into o: the
+# same; int8 also into down +0.86%, into the head +0.82%, everywhere +2.0%.
+LEVELS = {"qkv": ops.WIDE_MAX, "o": ops.ACT_MAX, "gate_up": ops.WIDE_MAX, "down": ops.WIDE_MAX,
+          "head": ops.WIDE_MAX}
+
+
+def _buffer(rows: int, width: int, levels: int) -> np.ndarray:
+    return np.empty((rows, width), dtype=np.int8 if levels == ops.ACT_MAX else np.int64)
+
+
+def _fixed(values: np.ndarray, bits: int) -> np.ndarray:
+    return np.round(np.ldexp(np.asarray(values, dtype=np.float64), bits)).astype(np.int64)
+
+
+class _Rows:
+    """An embedding table as int8 rows with one integer multiplier per row (like ``IntLinear``'s weights)."""
+
+    def __init__(self, table: np.ndarray, scale: float, out_bits: int) -> None:
+        lin = ops.IntLinear(np.asarray(table, dtype=np.float64) * scale, out_bits, max_k=None)
+        self.q = lin.weight.T.astype(np.int8)  # [vocab, hidden]
+        # IntLinear's rescale with a row scale of 1.0 (2**ROW_BITS): the multiplier and both shifts
+        self.multiplier, self.shift = lin.multiplier, lin.shift
+
+    def __getitem__(self, tokens: np.ndarray) -> np.ndarray:
+        m = self.multiplier[tokens][:, None]
+        y = ops.round_shift(self.q[tokens].astype(np.int64) * m, ops.PRE_SHIFT) << ops.ROW_BITS
+        return ops.round_shift(y, self.shift)
+
+
+class _Linear:
+    """``IntLinear`` with its weights as a torch int8 matrix [in, out] for ``torch._int_mm``."""
+
+    def __init__(self, weight: torch.Tensor, out_bits: int, gain: torch.Tensor | None = None,
+                 out_scale: np.ndarray | None = None) -> None:
+        w = weight.detach().double().numpy()  # [out, in]
+        if gain is not None:
+            w = w * gain.detach().double().numpy()[None, :]
+        if out_scale is not None:
+            w = w * out_scale[:, None]
+        self.lin = ops.IntLinear(w, out_bits, max_k=None)
+        self.weight = torch.from_numpy(self.lin.weight.astype(np.int8))
+        self.multiplier, self.shift = self.lin.multiplier, self.lin.shift
+
+    def matmul(self, q: np.ndarray) -> np.ndarray:
+        """q @ W exactly: int8 q in one ``_int_mm``; 16-bit q (int64, |q| <= WIDE_MAX) as q = 256 hi + lo
+        with int8 halves, in two (int32 products of hi stay below 2**31 for K < 2**15)."""
+        if q.dtype == np.int8:
+            return torch._int_mm(torch.from_numpy(q), self.weight).numpy()
+        hi = ops.round_shift(q, 8)
+        lo = (q - (hi << 8)).astype(np.int8)
+        y_hi = torch._int_mm(torch.from_numpy(hi.astype(np.int8)), self.weight).numpy().astype(np.int64)
+        return (y_hi << 8) + torch._int_mm(torch.from_numpy(lo), self.weight).numpy()
+
+
+class ExactLayerCache:
+    """int8 keys and values [batch, kv_heads, head_dim, slots] and their scales; grows or rings
+    like ``llm.LayerCache`` (capacity None: grows by ``GROWTH``; else a ring keeping ``sinks``)."""
+
+    GROWTH = 256
+
+    def __init__(self, batch: int, kv_heads: int, head_dim: int, capacity: int | None, sinks: int) -> None:
+        self.capacity, self.sinks = capacity, sinks if capacity is not None else 0
+        size = capacity if capacity is not None else self.GROWTH
+        self.k = np.zeros((batch, kv_heads, head_dim, size), dtype=np.int8)
+        self.v = np.zeros((batch, kv_heads, head_dim, size), dtype=np.int8)
+        self.k_amax = np.ones((batch, kv_heads, size), dtype=np.int64)
+        self.v_amax = np.ones((batch, kv_heads, size), dtype=np.int64)
+        self.length = 0
+
+    def next_slot(self) -> int:
+        pos = self.length
+        if self.capacity is None:
+            if pos == self.k.shape[-1]:
+                grow = lambda a, fill: np.concatenate(  # noqa: E731
+                    [a, np.full((*a.shape[:-1], self.GROWTH), fill, dtype=a.dtype)], axis=-1)
+                self.k, self.v = grow(self.k, 0), grow(self.v, 0)
+                self.k_amax, self.v_amax = grow(self.k_amax, 1), grow(self.v_amax, 1)
+            return pos
+        if pos < self.capacity:
+            return pos
+        return self.sinks + (pos - self.sinks) % (self.capacity - self.sinks)
+
+    def used(self) -> int:
+        return min(self.length, self.k.shape[-1])
+
+    def retain(self, rows: np.ndarray) -> None:
+        for name in ("k", "v", "k_amax", "v_amax"):
+            setattr(self, name, np.ascontiguousarray(getattr(self, name)[rows]))
+
+
+class ExactLLM:
+    def __init__(self, llm) -> None:
+        """From a float ``models.llm.LLM`` (float32 weights)."""
+        cfg = self.cfg = llm.cfg
+        gemma = cfg.family == "gemma3"
+        self.activation = "gelu_tanh" if gemma else "silu"
+        self.act_limit = ACTIVATION_LIMIT[self.activation] << HIDDEN_BITS
+        self.act_table = tables.activation_table(self.activation, HIDDEN_BITS, ACTIVATION_LIMIT[self.activation])
+        nh, hd = cfg.heads, cfg.head_dim
+        # the attention scale goes into the q rows (or, with q norms, into their gains)
+        q_scale = np.ones((nh + 2 * cfg.kv_heads) * hd)
+        if not gemma:
+            q_scale[: nh * hd] = cfg.attention_scale
+        self.layers = []
+        for layer in llm.layers:
+            entry = {
+                "qkv": _Linear(layer["qkv"].float().t(), QKV_BITS, layer["attn_norm"], q_scale),
+                "o": _Linear(layer["o"].float().t(), RESIDUAL_BITS),
+                "gate_up": _Linear(layer["gate_up"].float().t(), HIDDEN_BITS, layer["mlp_norm"]),
+                "down": _Linear(layer["down"].float().t(), RESIDUAL_BITS),
+                "head_gain": NO_HEAD_NORM,
+            }
+            if gemma:
+                entry["head_gain"] = np.stack([_fixed(layer["q_norm"].double().numpy() * cfg.attention_scale,
+                                                      GAIN_BITS), _fixed(layer["k_norm"].double().numpy(), GAIN_BITS)])
+                entry["post_attn"] = _fixed(layer["post_attn_norm"].double().numpy(), RESIDUAL_BITS)
+                entry["post_mlp"] = _fixed(layer["post_mlp_norm"].double().numpy(), RESIDUAL_BITS)
+            self.layers.append(entry)
+        self.head = _Linear(llm.head.float(), 8, llm.final_norm)
+        self.embed = _Rows(llm.embed.double().numpy(), llm.embed_scale, RESIDUAL_BITS)
+        self.rotary = {theta: tables.Rotary(hd // 2, repr(theta), ROPE_BITS) for theta in set(cfg.rope_theta)}
+        self.attention_exp = attention_tables()
+        self.logit_exp = logit_table()
+
+    def digest(self) -> str:
+        """SHA-256 of everything the arithmetic uses (as ``ExactByteModel.digest``)."""
+        h = hashlib.sha256(json.dumps({"arithmetic": ARITHMETIC, "kind": "llm", "family": self.cfg.family,
+                                       "residual_bits": RESIDUAL_BITS}).encode())
+        for layer in self.layers:
+            for name in ("qkv", "o", "gate_up", "down"):
+                lin = layer[name]
+                h.update(lin.weight.numpy().tobytes() + lin.multiplier.astype("<i8").tobytes()
+                         + str(lin.shift).encode())
+            for name in ("head_gain", "post_attn", "post_mlp"):
+                if name in layer:
+                    h.update(np.ascontiguousarray(layer[name], dtype="<i8").tobytes())
+        h.update(self.head.weight.numpy().tobytes() + self.head.multiplier.astype("<i8").tobytes())
+        h.update(self.embed.q.tobytes() + self.embed.multiplier.astype("<i8").tobytes())
+        h.update(tables.tables_digest(self.attention_exp, self.logit_exp, self.act_table,
+                                      *(r.digest() for _, r in sorted(self.rotary.items()))))
+        return h.hexdigest()
+
+    def new_cache(self, batch: int, window: int | None = None, sinks: int = 4) -> list[ExactLayerCache]:
+        caches = []
+        for layer_window in self.cfg.layer_window:
+            if layer_window is not None and (window is None or layer_window <= window):
+                capacity, layer_sinks = layer_window, 0
+            else:
+                capacity, layer_sinks = window, sinks
+            caches.append(ExactLayerCache(batch, self.cfg.kv_heads, self.cfg.head_dim, capacity, layer_sinks))
+        return caches
+
+    def step(self, x: np.ndarray, caches: list[ExactLayerCache]) -> np.ndarray:
+        """Integer logits [B, vocab] at 8 bits for input vectors x (int64 [B, hidden] at RESIDUAL_BITS)."""
+        cfg, b = self.cfg, x.shape[0]
+        nh, nkv, hd = cfg.heads, cfg.kv_heads, cfg.head_dim
+        position = caches[0].length
+        x = np.array(x, dtype=np.int64)
+        inputs = {name: _buffer(b, width, LEVELS[name]) for name, width in
+                  (("qkv", cfg.hidden), ("o", nh * hd), ("gate_up", cfg.hidden), ("down", cfg.intermediate),
+                   ("head", cfg.hidden))}
+        row_scale = np.empty(b, dtype=np.int64)
+        amax = np.empty(b, dtype=np.int64)
+        q = np.empty((b, nh, hd), dtype=np.int64)
+        q_amax = np.empty((b, nh), dtype=np.int64)
+        attended = np.empty((b, nkv, nh // nkv, hd), dtype=np.int64)
+        hidden = np.empty((b, cfg.intermediate), dtype=np.int64)
+        for i, layer in enumerate(self.layers):
+            cache = caches[i]
+            slot = cache.next_slot()
+            cos, sin = self.rotary[cfg.rope_theta[i]].at(position)
+            lin, a = layer["qkv"], inputs["qkv"]
+            k.norm_quantize_rows(x, a, row_scale, ops.ROW_BITS, LEVELS["qkv"])
+            k.qkv_step(lin.matmul(a), lin.multiplier, row_scale, ops.PRE_SHIFT, lin.shift, QKV_LIMIT,
+                       layer["head_gain"], cos, sin, ROPE_BITS, nh, nkv, q, q_amax, cache.k, cache.k_amax,
+                       cache.v, cache.v_amax, slot)
+            cache.length += 1
+            k.attention(q.astype(np.int32).reshape(b, nkv, nh // nkv, hd), q_amax.reshape(b, nkv, -1),
+                        cache.k, cache.k_amax, cache.v, cache.v_amax, cache.used(),
+                        ROW_MUL_SHIFT, SCORE_SHIFT, MUL_SHIFT, self.attention_exp, attended)
+            a = inputs["o"]
+            k.quantize_rows(attended.reshape(b, nh * hd), a, amax, LEVELS["o"])
+            self._add(layer["o"], a, ops.fixed_row_scale(amax, QKV_BITS, ops.ACT_MAX, LEVELS["o"]), x,
+                      layer.get("post_attn"))
+            lin, a = layer["gate_up"], inputs["gate_up"]
+            k.norm_quantize_rows(x, a, row_scale, ops.ROW_BITS, LEVELS["gate_up"])
+            k.rescale_gated(lin.matmul(a), lin.multiplier, row_scale, ops.PRE_SHIFT, lin.shift, self.act_table,
+                            self.act_limit, HIDDEN_BITS, hidden)
+            a = inputs["down"]
+            k.quantize_rows(hidden, a, amax, LEVELS["down"])
+            self._add(layer["down"], a, ops.fixed_row_scale(amax, HIDDEN_BITS, 1, LEVELS["down"]), x,
+                      layer.get("post_mlp"))
+        a = inputs["head"]
+        k.norm_quantize_rows(x, a, row_scale, ops.ROW_BITS, LEVELS["head"])
+        logits = np.empty((b, cfg.vocab_size), dtype=np.int64)
+        k.rescale(self.head.matmul(a), self.head.multiplier, row_scale, ops.PRE_SHIFT, self.head.shift, logits)
+        return logits
+
+    @staticmethod
+    def _add(lin: _Linear, q: np.ndarray, row_scale: np.ndarray, residual: np.ndarray,
+             post_norm: np.ndarray | None) -> None:
+        y = lin.matmul(q)
+        if post_norm is None:
+            k.rescale_add(y, lin.multiplier, row_scale, ops.PRE_SHIFT, lin.shift, residual, RESIDUAL_LIMIT)
+        else:
+            k.rescale_norm_add(y, lin.multiplier, row_scale, ops.PRE_SHIFT, lin.shift, post_norm, residual,
+                               RESIDUAL_LIMIT)

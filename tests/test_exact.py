@@ -1,0 +1,152 @@
+"""The integer-exact coding arithmetic: tables, kernels against their definitions, the model against its
+float original, batch independence, and the independent numpy reference decoder."""
+
+from __future__ import annotations
+
+import math
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import lmpress
+from lmpress.coding import entropy
+from lmpress.models.exact import kernels, ops, tables
+from lmpress.models.exact.byte_model import ExactByteModel
+from lmpress.models.registry import WEIGHTS_DIR, load_predictor
+from lmpress.models.store import load_model
+
+REFERENCE = ops.__file__.replace("ops.py", "reference.py")
+
+
+def test_tables_are_the_integers_they_were():
+    """Pinned: a machine (or decimal library) that computes other tables would make other archives."""
+    e = tables.exp_table(256, 1 << 15, tables.exp_table_size(256, 1 << 15))
+    assert e[0] == 1 << 15 and e[256] == round((1 << 15) / math.e) and e[-1] == 0 and e[-2] > 0
+    rotary = tables.Rotary(16, 10000.0, 14)
+    cos, sin = rotary.at(0)
+    assert (cos == 1 << 14).all() and (sin == 0).all()
+    cos, sin = rotary.at(5000)  # far positions come from the two-level table
+    assert np.abs(cos / 2**14 - np.cos(5000 * 10000.0 ** (-np.arange(16) / 16))).max() < 1e-4
+    digest = tables.tables_digest(e, tables.gelu_table(9, 8), rotary.digest()).hex()
+    assert digest[:16] == "097a2dfb32ae470e", digest
+
+
+def _python_quantize(row: list[int]) -> tuple[list[int], int]:
+    amax = max(1, *(abs(v) for v in row))
+    inv = (127 << 40) // amax
+    return [(v * inv + (1 << 39)) >> 40 for v in row], amax
+
+
+def test_kernels_match_their_definitions_in_python_integers():
+    rng = np.random.default_rng(0)
+    x = rng.integers(-(1 << 27), 1 << 27, size=(5, 128))
+    x[1] = 0  # all-zero row: amax 1
+    x[2, :] = 1 << 27  # the clamp limit
+    q, row_scale = np.empty(x.shape, np.float32), np.empty(5, np.int64)
+    kernels.norm_quantize_rows(x, q, row_scale, ops.ROW_BITS)
+    for b in range(5):
+        row = [int(v) for v in x[b]]
+        expected, amax = _python_quantize(row)
+        assert q[b].astype(int).tolist() == expected
+        assert all(-127 <= v <= 127 for v in expected)
+        rms = max(math.isqrt(sum(v * v for v in row) // 128), 1)
+        assert row_scale[b] == (amax << ops.ROW_BITS) // (127 * rms)
+
+    y = rng.integers(-(1 << 23), 1 << 23, size=(3, 7)).astype(np.float32)
+    mult = rng.integers(1, 1 << 20, size=7)
+    scale = rng.integers(1, 1 << 21, size=3)
+    out = np.empty((3, 7), np.int64)
+    kernels.rescale(y, mult, scale, ops.PRE_SHIFT, 9, out)
+    for b in range(3):
+        for o in range(7):
+            t = (int(y[b, o]) * int(mult[o]) + (1 << 11)) >> 12
+            assert out[b, o] == (t * int(scale[b]) + (1 << 8)) >> 9
+
+
+def test_int_linear_exact_for_any_kernel_order():
+    """q @ W on int8 values in float32 equals the int64 product (all partial sums below 2**24)."""
+    rng = np.random.default_rng(1)
+    lin = ops.IntLinear(rng.normal(size=(64, ops.MAX_EXACT_K)), 10)
+    q = np.full((4, ops.MAX_EXACT_K), 127, dtype=np.float32)
+    q[1:] = rng.integers(-127, 128, size=(3, ops.MAX_EXACT_K))
+    exact = q.astype(np.int64) @ lin.weight.astype(np.int64)
+    assert np.array_equal(np.matmul(q, lin.weight).astype(np.int64), exact)
+    assert np.array_equal(np.matmul(q[:, ::-1].copy(), lin.weight[::-1].copy()).astype(np.int64), exact)
+    with pytest.raises(ValueError):
+        ops.IntLinear(rng.normal(size=(4, ops.MAX_EXACT_K + 1)), 10)
+
+
+def test_frequencies_from_logits_floor_and_total():
+    logits = np.array([[0, 0, 0, 0], [5000, -5000, 0, 1], [-(1 << 20), 1 << 20, 0, 0]])
+    table = tables.exp_table(256, 1 << 30, tables.exp_table_size(256, 1 << 30))
+    w = ops.frequencies_from_logits(logits, table, entropy.TOTAL)
+    assert (w >= 0).all() and (w.sum(axis=1) == entropy.TOTAL - 4).all()
+    assert w[0].tolist() == [w[0, 0]] * 4 or w[0, 0] == w[0].max()  # ties: remainder to the first
+    assert w[2, 1] == entropy.TOTAL - 4  # the others keep frequency 1 (weight 0)
+
+
+@pytest.fixture(scope="module")
+def models():
+    model, _ = load_model(WEIGHTS_DIR / "multimodal-800k" / "model.pt")
+    return model, ExactByteModel.from_float(model)
+
+
+def test_exact_model_codes_like_the_float_model(models, corpus):
+    """On held-out text the integer model's code length is within 0.5% of the float model's."""
+    import torch
+
+    model, exact = models
+    data = (corpus / "wiki/enwik8_head/enwik8_small_wicked_trimmed").read_bytes()[:4 * 600]
+    chunks = np.frombuffer(data, np.uint8).reshape(4, 600).astype(np.int64)
+    cache, exact_cache = model.new_cache(4), exact.new_cache(4)
+    bits_float = bits_exact = 0.0
+    with torch.no_grad():
+        logits = model.step(torch.full((4,), 256), cache)
+        ints = exact.step(exact.embed[np.full(4, 256)], exact_cache)
+        for t in range(600):
+            w_float = entropy.frequencies(torch.softmax(logits, -1).numpy())
+            w_exact = ops.frequencies_from_logits(ints, exact.logit_exp, entropy.TOTAL)
+            bits_float += entropy.code_lengths(w_float, chunks[:, t]).sum()
+            bits_exact += entropy.code_lengths(w_exact.astype(np.float64), chunks[:, t]).sum()
+            logits = model.step(torch.from_numpy(chunks[:, t]), cache)
+            ints = exact.step(exact.embed[chunks[:, t]], exact_cache)
+    assert bits_float / len(data) < 3.5  # the model predicts this text at all
+    assert abs(bits_exact / bits_float - 1) < 0.005, (bits_exact, bits_float)
+
+
+def test_rows_do_not_depend_on_the_batch(retain_check):
+    """Exact rows are computed independently: the same integers alone, in any batch, after retain."""
+    predictor = load_predictor("default")
+    symbols = np.random.default_rng(2).integers(0, 256, size=(3, 40))
+    predictor.begin(3)
+    for t in range(40):
+        batched = predictor.advance(symbols[:, t])
+    predictor.begin(1)
+    for t in range(40):
+        alone = predictor.advance(symbols[2:3, t])
+    assert np.array_equal(alone[0], batched[2])
+    retain_check(predictor, atol=0)
+
+
+@pytest.mark.slow
+def test_reference_decoder_without_torch_decodes_lmpress_archive(tmp_path, corpus):
+    data = (corpus / "text/canterbury/alice29.txt").read_bytes()[:2500]
+    archive = tmp_path / "a.lmpz"
+    archive.write_bytes(lmpress.compress(data, chunk_size=1024, block_chunks=2))  # two blocks, short chunks
+    npz = tmp_path / "model.npz"
+    r = subprocess.run([sys.executable, "-m", "lmpress.cli", "export-exact", "default", str(npz), "--positions",
+                        "1024"], capture_output=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    out = tmp_path / "a.out"
+    script = ("import runpy, sys\n"
+              f"sys.argv = ['reference.py', {str(archive)!r}, {str(npz)!r}, {str(out)!r}]\n"
+              "try:\n"
+              f"    runpy.run_path({REFERENCE!r}, run_name='__main__')\n"
+              "except SystemExit as e:\n"
+              "    assert not e.code, e.code\n"
+              "assert 'torch' not in sys.modules and not any(m.startswith('lmpress') for m in sys.modules)\n")
+    r = subprocess.run([sys.executable, "-c", script], capture_output=True, timeout=600)
+    assert r.returncode == 0, r.stderr.decode()[-2000:]
+    assert out.read_bytes() == data

@@ -1,0 +1,67 @@
+"""Archives decode bit for bit under other CPU code paths and thread counts (subprocesses, real CLI).
+
+This machine stands in for other CPUs by holding torch, MKL, oneDNN and numba to the code paths of an
+SSE4-only or an AVX2-only machine (and OpenBLAS / torch to 1 or 2 threads). An exact archive must be
+the same bytes made under any of them, and decode under any other; a float archive may fail to
+decode elsewhere, but then it must say why (float arithmetic), not that the file is corrupted.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+CODE_PATHS = {
+    "native": {},
+    "sse4": {"ATEN_CPU_CAPABILITY": "default", "MKL_ENABLE_INSTRUCTIONS": "SSE4_2", "ONEDNN_MAX_CPU_ISA": "SSE41",
+             "NUMBA_CPU_NAME": "generic"},
+    "avx2": {"ATEN_CPU_CAPABILITY": "avx2", "MKL_ENABLE_INSTRUCTIONS": "AVX2", "ONEDNN_MAX_CPU_ISA": "AVX2",
+             "NUMBA_CPU_NAME": "haswell"},
+    "2 threads": {"OMP_NUM_THREADS": "2", "OPENBLAS_NUM_THREADS": "2", "MKL_NUM_THREADS": "2"},
+    "1 thread": {"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"},
+}
+
+
+def lmpress(args: list[str], code_path: str, stdin: bytes | None = None) -> subprocess.CompletedProcess:
+    env = {**os.environ, **CODE_PATHS[code_path]}
+    return subprocess.run([sys.executable, "-m", "lmpress.cli", *args], input=stdin, env=env,
+                          capture_output=True, timeout=600)
+
+
+@pytest.fixture(scope="module")
+def sample(corpus) -> bytes:
+    return (corpus / "wiki/enwik8_head/enwik8_small_wicked_trimmed").read_bytes()[100_000:103_000]
+
+
+@pytest.mark.slow
+def test_exact_archives_identical_and_decodable_across_code_paths(sample):
+    archives = {}
+    for path in CODE_PATHS:
+        r = lmpress(["-c", "-q", "--chunk-size", "1024", "--block-chunks", "2", "-"], path, sample)
+        assert r.returncode == 0, r.stderr.decode()
+        archives[path] = r.stdout
+    assert len(set(archives.values())) == 1, "the archive depends on the code path"
+    archive = archives["native"]
+    for path in ("sse4", "avx2", "2 threads"):  # made natively, decoded elsewhere
+        r = lmpress(["-d", "-c", "-q", "-"], path, archive)
+        assert r.returncode == 0 and r.stdout == sample, (path, r.stderr.decode())
+    r = lmpress(["-d", "-c", "-q", "-"], "native", archives["sse4"])  # and the other way round
+    assert r.returncode == 0 and r.stdout == sample
+
+
+@pytest.mark.slow
+def test_float_archive_elsewhere_decodes_or_says_why(sample):
+    made = lmpress(["-c", "-q", "--precision", "float32", "-"], "native", sample)
+    assert made.returncode == 0, made.stderr.decode()
+    info = lmpress(["info", "-"], "native", made.stdout)
+    assert "float32 (float kernels" in info.stdout.decode()
+    for path in ("sse4", "avx2"):
+        r = lmpress(["-d", "-c", "-q", "-"], path, made.stdout)
+        if r.returncode == 0:  # this CPU's kernels happened to agree (e.g. an AVX2-only CI machine)
+            assert r.stdout == sample
+        else:
+            err = r.stderr.decode()
+            assert "float32 arithmetic" in err and "not corrupted" in err and "Traceback" not in err, err
