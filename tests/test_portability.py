@@ -65,3 +65,17 @@ def test_float_archive_elsewhere_decodes_or_says_why(sample):
         else:
             err = r.stderr.decode()
             assert "float32 arithmetic" in err and "not corrupted" in err and "Traceback" not in err, err
+
+
+@pytest.mark.slow
+def test_smollm2_archives_identical_and_decodable_across_code_paths(sample):
+    data = sample[:400]
+    archives = {}
+    for path in ("native", "sse4"):
+        r = lmpress(["-c", "-q", "-m", "smollm2-135m", "-"], path, data)
+        assert r.returncode == 0, r.stderr.decode()
+        archives[path] = r.stdout
+    assert archives["native"] == archives["sse4"], "the archive depends on the code path"
+    for path in ("avx2", "2 threads"):
+        r = lmpress(["-d", "-c", "-q", "-"], path, archives["native"])
+        assert r.returncode == 0 and r.stdout == data, (path, r.stderr.decode())

@@ -67,8 +67,8 @@ def is_llm(name: str) -> bool:
 
 
 def default_precision(name: str) -> str:
-    """The arithmetic a model codes with unless told otherwise: exact for byte models, float32 for LLMs."""
-    return "float32" if is_llm(name) else "exact"
+    """The arithmetic a model codes with unless told otherwise: exact integer arithmetic (portable)."""
+    return "exact"
 
 
 def load_predictor(name: str, window: int | None = None, precision: str | None = None) -> Predictor:
@@ -76,10 +76,11 @@ def load_predictor(name: str, window: int | None = None, precision: str | None =
 
     ``window`` (tokens) bounds an LLM's attention so that long chunks are coded
     with a sliding window; byte models have their own span and refuse it.
-    ``precision``: the arithmetic. Byte models: "exact" (integer arithmetic,
-    the same on any CPU; the default) or "float32" (archives of format 1).
-    LLMs: "float32" or "bfloat16" weight matmuls (bfloat16 is ~2.4x faster on
-    CPUs with bf16 units); an archive records which one made it.
+    ``precision``: the arithmetic: "exact" (integer arithmetic, the same on any
+    CPU; the default), or float kernels whose archives decode only on the kind
+    of CPU that made them: "float32" (byte models and LLMs; the arithmetic of
+    format-1 archives) or "bfloat16" (LLM weight matmuls). An archive records
+    which one made it.
     """
     return _load(name, window, precision or default_precision(name))
 

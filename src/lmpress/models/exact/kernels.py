@@ -80,13 +80,16 @@ def attention(q, q_amax, k_cache, k_amax, v_cache, v_amax, n, row_mul_shift, sco
                 totals[g] = total
             for g in range(g_n):
                 for c in range(hd):
-                    acc = np.int64(0)
-                    for start in range(0, n, SUM_PART):  # int32 parts: 2**14 * 127 * 1024 < 2**31
+                    sums[g, c] = 0
+                for start in range(0, n, SUM_PART):  # int32 parts: 2**14 * 127 * 1024 < 2**31
+                    stop = min(start + SUM_PART, n)
+                    w = weights[g, start:stop]
+                    for c in range(hd):
+                        row = values[c, start:stop]
                         part = np.int32(0)
-                        for j in range(start, min(start + SUM_PART, n)):
-                            part += np.int32(weights[g, j]) * np.int32(values[c, j])
-                        acc += part
-                    sums[g, c] = acc
+                        for j in range(stop - start):
+                            part += np.int32(w[j]) * np.int32(row[j])
+                        sums[g, c] += part
             for g in range(g_n):
                 shift = 0  # peak >> shift fits 24 bits, so sum * (peak >> shift) fits int64
                 while (peaks[g] >> shift) >= (1 << 24):
@@ -118,6 +121,25 @@ def _isqrt(n):  # pragma: no cover - compiled
         if (r + 1) * (r + 1) <= n:
             r += 1
     return r
+
+
+@njit(cache=True, nogil=True)
+def _fine_rms(squares, d):  # pragma: no cover - compiled
+    """(rms * 2**p, p): the root mean square with p <= 16 extra bits, as many as int64 allows, so that a
+    row of small fixed-point values still gets a precise norm."""
+    p = 0
+    while p < 16 and (squares >> (60 - 2 * p)) == 0:
+        p += 1
+    return max(_isqrt((squares << (2 * p)) // d), 1), p
+
+
+@njit(cache=True, nogil=True)
+def _scaled_ratio(num, e, den):  # pragma: no cover - compiled
+    """num * 2**e // den for num < 2**62, without overflow: shift num up while it fits, the rest after."""
+    while e > 0 and num < (np.int64(1) << 61):
+        num <<= 1
+        e -= 1
+    return (num // den) << e
 
 
 @njit(cache=True, nogil=True)
@@ -280,6 +302,70 @@ def rescale_norm_add(y, multiplier, row_scale, pre_shift, shift, gain, residual,
             t = min(max(t, -limit), limit)
             v[o] = t
             squares += t * t
-        rms = max(_isqrt(squares // d), 1)
+        rms, p = _fine_rms(squares, d)
         for o in range(d):
-            residual[b, o] = min(max(residual[b, o] + (v[o] * gain[o]) // rms, -limit), limit)
+            residual[b, o] = min(max(residual[b, o] + ((v[o] * gain[o]) << p) // rms, -limit), limit)
+
+
+@njit(cache=True, nogil=True)
+def split_wide(q, hi, lo):  # pragma: no cover - compiled
+    """16-bit q (|q| <= 127 * 256 + 127) as int8 halves: q = 256 * hi + lo, hi = round(q / 256)."""
+    for b in range(q.shape[0]):
+        for i in range(q.shape[1]):
+            h = (q[b, i] + 128) >> 8
+            hi[b, i] = h
+            lo[b, i] = q[b, i] - (h << 8)
+
+
+@njit(cache=True, nogil=True)
+def join_wide(y_hi, y_lo, out):  # pragma: no cover - compiled
+    """The product of a split input: out = 256 * y_hi + y_lo (int32 halves, int64 out)."""
+    for b in range(y_hi.shape[0]):
+        for o in range(y_hi.shape[1]):
+            out[b, o] = (np.int64(y_hi[b, o]) << 8) + y_lo[b, o]
+
+
+@njit(cache=True, nogil=True)
+def frequencies(logits, table, total, out):  # pragma: no cover - compiled
+    """``ops.frequencies_from_logits`` row by row (for large vocabularies)."""
+    n = logits.shape[1]
+    last = table.shape[0] - 1
+    free = total - n
+    for b in range(logits.shape[0]):
+        top = logits[b, 0]
+        first = 0
+        for i in range(1, n):
+            if logits[b, i] > top:
+                top = logits[b, i]
+                first = i
+        s = np.int64(0)
+        for i in range(n):
+            e = table[min(top - logits[b, i], last)]
+            out[b, i] = e
+            s += e
+        inverse = (np.int64(free) << 30) // s  # w = e * free / s by one division per row
+        used = np.int64(0)
+        for i in range(n):
+            w = (out[b, i] * inverse) >> 30
+            out[b, i] = w
+            used += w
+        out[b, first] += free - used
+
+
+@njit(cache=True, nogil=True)
+def norm_gain_quantize_rows(x, gain, gain_bits, q, row_scale, row_bits, levels):  # pragma: no cover
+    """RMSNorm with its gain applied to the activations (not folded into the weights, for gains that
+    vary by orders of magnitude across channels), then quantize: q ~ x * gain / rms, with
+    x * gain / 2**gain_bits / rms = q * row_scale / 2**row_bits (rms with extra bits: ``_fine_rms``)."""
+    d = x.shape[1]
+    for b in range(x.shape[0]):
+        squares = np.int64(0)
+        top = np.int64(1)
+        for i in range(d):
+            squares += x[b, i] * x[b, i]
+            top = max(top, abs(x[b, i] * gain[i]))
+        inverse = (np.int64(levels) << 40) // top  # |x * gain| * inverse <= levels * 2**40
+        for i in range(d):
+            q[b, i] = (x[b, i] * gain[i] * inverse + (np.int64(1) << 39)) >> 40
+        rms, p = _fine_rms(squares, d)
+        row_scale[b] = _scaled_ratio(top, row_bits - gain_bits + p, levels * rms)

@@ -7,8 +7,8 @@ byte model's (``byte_model.py``, ``ops.py``, ``kernels.py``), with what LLMs add
 
 * int8 weights per output channel multiplied in integers (``torch._int_mm``,
   int8 x int8 -> int32: exact for any length and a quarter of float32's bytes);
-* the residual stream at ``RESIDUAL_BITS`` = 10 (LLM residuals hold outliers
-  in the thousands), embeddings as int8 rows with integer multipliers;
+* the residual stream at ``RESIDUAL_BITS`` = 8 (LLM residuals hold outliers
+  up to ~10**5), embeddings as int8 rows with integer multipliers;
 * gated MLPs (SiLU or GELU by integer tables), Gemma's q/k norms, post-norms
   and per-layer RoPE bases and sliding windows;
 * KV caches that grow by 256 positions, or rings with attention sinks
@@ -38,16 +38,24 @@ from lmpress.models.exact.byte_model import (
     logit_table,
 )
 
-RESIDUAL_BITS = 10
-RESIDUAL_LIMIT = 1 << 26  # real 65536; 2**52 * hidden stays within int64 for the sum of squares
+RESIDUAL_BITS = 8  # Gemma 3's residual stream reaches ~10**5 (measured: 103,795 on held-out Wikipedia)
+RESIDUAL_LIMIT = 1 << 26  # real 262144; 2**52 * hidden stays within int64 for the sum of squares
 HIDDEN_BITS = 9
 ACTIVATION_LIMIT = {"silu": 16, "gelu_tanh": 8}  # beyond, the activation is x or 0 (to < 2**-20)
 GAIN_BITS = QKV_BITS  # q/k norm gains at the heads' fixed point
+# Gemma's q norm gain carries the attention scale (1/16): its queries are held with this many more bits
+# (at 10 bits they kept ~6: +45% code length), and the score index shifts by as many less.
+QUERY_EXTRA_BITS = 6
+# RMSNorm gains before a matmul multiply the (16-bit) activations instead of being folded into the int8
+# weights: Gemma's gains span 0.1 to 234 across channels, which folded cost 4% of each q/k/v's range.
+NORM_GAIN_BITS = 12
 # Activation levels at each matmul's input: 16 bits (ops.WIDE_MAX, two int8 halves) or int8 (127).
 # Measured on SmolLM2 (held-out Wikipedia, against float32): all 16-bit +0.40% bits; int8 into o: the
-# same; int8 also into down +0.86%, into the head +0.82%, everywhere +2.0%.
+# same; int8 also into down +0.86%, into the head +0.82%, everywhere +2.0%. Gemma 3 (whose post-norm
+# gains reach 1657) keeps o at 16 bits too: +1.14% against +1.40% with int8.
 LEVELS = {"qkv": ops.WIDE_MAX, "o": ops.ACT_MAX, "gate_up": ops.WIDE_MAX, "down": ops.WIDE_MAX,
           "head": ops.WIDE_MAX}
+GEMMA_LEVELS = {**LEVELS, "o": ops.WIDE_MAX}
 
 
 def _buffer(rows: int, width: int, levels: int) -> np.ndarray:
@@ -59,28 +67,30 @@ def _fixed(values: np.ndarray, bits: int) -> np.ndarray:
 
 
 class _Rows:
-    """An embedding table as int8 rows with one integer multiplier per row (like ``IntLinear``'s weights)."""
+    """An embedding table as int16 rows with one integer multiplier per row. (int8 rows cost 4% of a
+    q/k/v's range in Gemma 3, whose embedding rows hold outliers 23x their RMS.)"""
+
+    LEVELS = 32767
+    MULTIPLIER_BITS = 20
 
     def __init__(self, table: np.ndarray, scale: float, out_bits: int) -> None:
-        lin = ops.IntLinear(np.asarray(table, dtype=np.float64) * scale, out_bits, max_k=None)
-        self.q = lin.weight.T.astype(np.int8)  # [vocab, hidden]
-        # IntLinear's rescale with a row scale of 1.0 (2**ROW_BITS): the multiplier and both shifts
-        self.multiplier, self.shift = lin.multiplier, lin.shift
+        t = np.asarray(table, dtype=np.float64) * scale
+        row_scale = np.abs(t).max(axis=1) / self.LEVELS
+        row_scale = np.where(row_scale > 0, row_scale, 1.0)
+        self.q = np.clip(np.round(t / row_scale[:, None]), -self.LEVELS, self.LEVELS).astype(np.int16)
+        exponent = int(np.frexp(row_scale.max())[1])
+        self.shift = self.MULTIPLIER_BITS - exponent - out_bits  # value = q * multiplier >> shift
+        self.multiplier = np.round(np.ldexp(row_scale, out_bits + self.shift)).astype(np.int64)
 
     def __getitem__(self, tokens: np.ndarray) -> np.ndarray:
-        m = self.multiplier[tokens][:, None]
-        y = ops.round_shift(self.q[tokens].astype(np.int64) * m, ops.PRE_SHIFT) << ops.ROW_BITS
-        return ops.round_shift(y, self.shift)
+        return ops.round_shift(self.q[tokens].astype(np.int64) * self.multiplier[tokens][:, None], self.shift)
 
 
 class _Linear:
     """``IntLinear`` with its weights as a torch int8 matrix [in, out] for ``torch._int_mm``."""
 
-    def __init__(self, weight: torch.Tensor, out_bits: int, gain: torch.Tensor | None = None,
-                 out_scale: np.ndarray | None = None) -> None:
+    def __init__(self, weight: torch.Tensor, out_bits: int, out_scale: np.ndarray | None = None) -> None:
         w = weight.detach().double().numpy()  # [out, in]
-        if gain is not None:
-            w = w * gain.detach().double().numpy()[None, :]
         if out_scale is not None:
             w = w * out_scale[:, None]
         self.lin = ops.IntLinear(w, out_bits, max_k=None)
@@ -92,10 +102,12 @@ class _Linear:
         with int8 halves, in two (int32 products of hi stay below 2**31 for K < 2**15)."""
         if q.dtype == np.int8:
             return torch._int_mm(torch.from_numpy(q), self.weight).numpy()
-        hi = ops.round_shift(q, 8)
-        lo = (q - (hi << 8)).astype(np.int8)
-        y_hi = torch._int_mm(torch.from_numpy(hi.astype(np.int8)), self.weight).numpy().astype(np.int64)
-        return (y_hi << 8) + torch._int_mm(torch.from_numpy(lo), self.weight).numpy()
+        hi, lo = np.empty(q.shape, np.int8), np.empty(q.shape, np.int8)
+        k.split_wide(q, hi, lo)
+        y = np.empty((q.shape[0], self.weight.shape[1]), dtype=np.int64)
+        k.join_wide(torch._int_mm(torch.from_numpy(hi), self.weight).numpy(),
+                    torch._int_mm(torch.from_numpy(lo), self.weight).numpy(), y)
+        return y
 
 
 class ExactLayerCache:
@@ -150,20 +162,26 @@ class ExactLLM:
         self.layers = []
         for layer in llm.layers:
             entry = {
-                "qkv": _Linear(layer["qkv"].float().t(), QKV_BITS, layer["attn_norm"], q_scale),
+                "qkv": _Linear(layer["qkv"].float().t(), QKV_BITS, q_scale),
                 "o": _Linear(layer["o"].float().t(), RESIDUAL_BITS),
-                "gate_up": _Linear(layer["gate_up"].float().t(), HIDDEN_BITS, layer["mlp_norm"]),
+                "gate_up": _Linear(layer["gate_up"].float().t(), HIDDEN_BITS),
                 "down": _Linear(layer["down"].float().t(), RESIDUAL_BITS),
+                "attn_norm": _fixed(layer["attn_norm"].double().numpy(), NORM_GAIN_BITS),
+                "mlp_norm": _fixed(layer["mlp_norm"].double().numpy(), NORM_GAIN_BITS),
                 "head_gain": NO_HEAD_NORM,
             }
             if gemma:
-                entry["head_gain"] = np.stack([_fixed(layer["q_norm"].double().numpy() * cfg.attention_scale,
-                                                      GAIN_BITS), _fixed(layer["k_norm"].double().numpy(), GAIN_BITS)])
+                entry["head_gain"] = np.stack([
+                    _fixed(layer["q_norm"].double().numpy() * cfg.attention_scale, GAIN_BITS + QUERY_EXTRA_BITS),
+                    _fixed(layer["k_norm"].double().numpy(), GAIN_BITS)])
                 entry["post_attn"] = _fixed(layer["post_attn_norm"].double().numpy(), RESIDUAL_BITS)
                 entry["post_mlp"] = _fixed(layer["post_mlp_norm"].double().numpy(), RESIDUAL_BITS)
             self.layers.append(entry)
-        self.head = _Linear(llm.head.float(), 8, llm.final_norm)
+        self.head = _Linear(llm.head.float(), 8)
+        self.final_norm = _fixed(llm.final_norm.double().numpy(), NORM_GAIN_BITS)
         self.embed = _Rows(llm.embed.double().numpy(), llm.embed_scale, RESIDUAL_BITS)
+        self.query_extra = QUERY_EXTRA_BITS if gemma else 0
+        self.levels = GEMMA_LEVELS if gemma else LEVELS
         self.rotary = {theta: tables.Rotary(hd // 2, repr(theta), ROPE_BITS) for theta in set(cfg.rope_theta)}
         self.attention_exp = attention_tables()
         self.logit_exp = logit_table()
@@ -171,16 +189,18 @@ class ExactLLM:
     def digest(self) -> str:
         """SHA-256 of everything the arithmetic uses (as ``ExactByteModel.digest``)."""
         h = hashlib.sha256(json.dumps({"arithmetic": ARITHMETIC, "kind": "llm", "family": self.cfg.family,
-                                       "residual_bits": RESIDUAL_BITS}).encode())
+                                       "residual_bits": RESIDUAL_BITS, "query_extra_bits": self.query_extra,
+                                       "levels": self.levels}, sort_keys=True).encode())
         for layer in self.layers:
             for name in ("qkv", "o", "gate_up", "down"):
                 lin = layer[name]
                 h.update(lin.weight.numpy().tobytes() + lin.multiplier.astype("<i8").tobytes()
                          + str(lin.shift).encode())
-            for name in ("head_gain", "post_attn", "post_mlp"):
+            for name in ("attn_norm", "mlp_norm", "head_gain", "post_attn", "post_mlp"):
                 if name in layer:
                     h.update(np.ascontiguousarray(layer[name], dtype="<i8").tobytes())
-        h.update(self.head.weight.numpy().tobytes() + self.head.multiplier.astype("<i8").tobytes())
+        h.update(self.head.weight.numpy().tobytes() + self.head.multiplier.astype("<i8").tobytes()
+                 + self.final_norm.astype("<i8").tobytes())
         h.update(self.embed.q.tobytes() + self.embed.multiplier.astype("<i8").tobytes())
         h.update(tables.tables_digest(self.attention_exp, self.logit_exp, self.act_table,
                                       *(r.digest() for _, r in sorted(self.rotary.items()))))
@@ -202,7 +222,8 @@ class ExactLLM:
         nh, nkv, hd = cfg.heads, cfg.kv_heads, cfg.head_dim
         position = caches[0].length
         x = np.array(x, dtype=np.int64)
-        inputs = {name: _buffer(b, width, LEVELS[name]) for name, width in
+        levels = self.levels
+        inputs = {name: _buffer(b, width, levels[name]) for name, width in
                   (("qkv", cfg.hidden), ("o", nh * hd), ("gate_up", cfg.hidden), ("down", cfg.intermediate),
                    ("head", cfg.hidden))}
         row_scale = np.empty(b, dtype=np.int64)
@@ -216,28 +237,29 @@ class ExactLLM:
             slot = cache.next_slot()
             cos, sin = self.rotary[cfg.rope_theta[i]].at(position)
             lin, a = layer["qkv"], inputs["qkv"]
-            k.norm_quantize_rows(x, a, row_scale, ops.ROW_BITS, LEVELS["qkv"])
+            k.norm_gain_quantize_rows(x, layer["attn_norm"], NORM_GAIN_BITS, a, row_scale, ops.ROW_BITS, levels["qkv"])
             k.qkv_step(lin.matmul(a), lin.multiplier, row_scale, ops.PRE_SHIFT, lin.shift, QKV_LIMIT,
                        layer["head_gain"], cos, sin, ROPE_BITS, nh, nkv, q, q_amax, cache.k, cache.k_amax,
                        cache.v, cache.v_amax, slot)
             cache.length += 1
             k.attention(q.astype(np.int32).reshape(b, nkv, nh // nkv, hd), q_amax.reshape(b, nkv, -1),
                         cache.k, cache.k_amax, cache.v, cache.v_amax, cache.used(),
-                        ROW_MUL_SHIFT, SCORE_SHIFT, MUL_SHIFT, self.attention_exp, attended)
+                        ROW_MUL_SHIFT - self.query_extra, SCORE_SHIFT, MUL_SHIFT, self.attention_exp, attended)
             a = inputs["o"]
-            k.quantize_rows(attended.reshape(b, nh * hd), a, amax, LEVELS["o"])
-            self._add(layer["o"], a, ops.fixed_row_scale(amax, QKV_BITS, ops.ACT_MAX, LEVELS["o"]), x,
+            k.quantize_rows(attended.reshape(b, nh * hd), a, amax, levels["o"])
+            self._add(layer["o"], a, ops.fixed_row_scale(amax, QKV_BITS, ops.ACT_MAX, levels["o"]), x,
                       layer.get("post_attn"))
             lin, a = layer["gate_up"], inputs["gate_up"]
-            k.norm_quantize_rows(x, a, row_scale, ops.ROW_BITS, LEVELS["gate_up"])
+            k.norm_gain_quantize_rows(x, layer["mlp_norm"], NORM_GAIN_BITS, a, row_scale, ops.ROW_BITS,
+                                      levels["gate_up"])
             k.rescale_gated(lin.matmul(a), lin.multiplier, row_scale, ops.PRE_SHIFT, lin.shift, self.act_table,
                             self.act_limit, HIDDEN_BITS, hidden)
             a = inputs["down"]
-            k.quantize_rows(hidden, a, amax, LEVELS["down"])
-            self._add(layer["down"], a, ops.fixed_row_scale(amax, HIDDEN_BITS, 1, LEVELS["down"]), x,
+            k.quantize_rows(hidden, a, amax, levels["down"])
+            self._add(layer["down"], a, ops.fixed_row_scale(amax, HIDDEN_BITS, 1, levels["down"]), x,
                       layer.get("post_mlp"))
         a = inputs["head"]
-        k.norm_quantize_rows(x, a, row_scale, ops.ROW_BITS, LEVELS["head"])
+        k.norm_gain_quantize_rows(x, self.final_norm, NORM_GAIN_BITS, a, row_scale, ops.ROW_BITS, levels["head"])
         logits = np.empty((b, cfg.vocab_size), dtype=np.int64)
         k.rescale(self.head.matmul(a), self.head.multiplier, row_scale, ops.PRE_SHIFT, self.head.shift, logits)
         return logits

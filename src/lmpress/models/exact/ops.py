@@ -24,6 +24,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from lmpress.models.exact.kernels import frequencies
+
 ACT_MAX = 127  # activations and weights at a matmul are integers in [-127, 127]
 ROW_BITS = 24  # fixed-point bits of a row scale (see ``IntLinear``)
 WEIGHT_BITS = 20  # an ``IntLinear`` multiplier holds this many bits
@@ -80,14 +82,10 @@ LOGIT_STEPS = 256  # logits are held at 8 bits: one table step per 1/256 nat
 def frequencies_from_logits(logits: np.ndarray, table: np.ndarray, total: int) -> np.ndarray:
     """Coder weights (frequencies minus one, int64, each row summing to total - n) from integer logits.
 
-    logits [B, n] at 8 bits. Softmax by the exp table (``tables.exp_table(LOGIT_STEPS, 2**30, ...)``);
-    each symbol gets floor(p * (total - n)) and the remainder goes to the first most likely
-    symbol, so every symbol keeps at least frequency 1.
+    logits [B, n] at 8 bits. Softmax by the exp table (``tables.exp_table(LOGIT_STEPS, 2**30, ...)``):
+    e_i = table[max - logit_i]; each symbol gets (e_i * ((total - n) << 30) // sum(e)) >> 30 and the
+    remainder goes to the first most likely symbol, so every symbol keeps at least frequency 1.
     """
-    top = logits.max(axis=1, keepdims=True)
-    e = table[np.minimum(top - logits, len(table) - 1)]
-    free = total - logits.shape[1]
-    w = (e * free) // e.sum(axis=1, keepdims=True)
-    rows = np.arange(len(w))
-    w[rows, np.argmax(logits, axis=1)] += free - w.sum(axis=1)
+    w = np.empty(logits.shape, dtype=np.int64)
+    frequencies(np.ascontiguousarray(logits, dtype=np.int64), table, total, w)
     return w

@@ -110,7 +110,7 @@ class ReferenceModel:
         table = self.a["logit_exp"]
         e = table[np.minimum(logits.max(axis=1, keepdims=True) - logits, len(table) - 1)]
         free = self.c["TOTAL"] - logits.shape[1]
-        w = (e * free) // e.sum(axis=1, keepdims=True)
+        w = (e * ((free << 30) // e.sum(axis=1, keepdims=True))) >> 30
         w[np.arange(len(w)), logits.argmax(axis=1)] += free - w.sum(axis=1)
         return w
 
