@@ -5,8 +5,9 @@ de-quantized them from the GGUF file) by elementwise IEEE operations only, so
 the same file gives the same integers on any machine. The arithmetic is the
 byte model's (``byte_model.py``, ``ops.py``, ``kernels.py``), with what LLMs add:
 
-* int8 weights per output channel multiplied in integers (``torch._int_mm``,
-  int8 x int8 -> int32: exact for any length and a quarter of float32's bytes);
+* 7-bit weights per output channel multiplied in integers (``torch._int_mm``,
+  int8 x int8 -> int32: exact for any length on every code path, see
+  ``LLM_WEIGHT_MAX``, and a quarter of float32's bytes);
 * the residual stream at ``RESIDUAL_BITS`` = 8 (LLM residuals hold outliers
   up to ~10**5), embeddings as int8 rows with integer multipliers;
 * gated MLPs (SiLU or GELU by integer tables), Gemma's q/k norms, post-norms
@@ -86,6 +87,13 @@ class _Rows:
         return ops.round_shift(self.q[tokens].astype(np.int64) * self.multiplier[tokens][:, None], self.shift)
 
 
+# int8 x int8 products in oneDNN's kernels for CPUs without VNNI (AVX2, SSE4.1: pmaddubsw) add pairs of
+# u8 x s8 products into int16 with saturation; with |weights| <= 63 a pair stays below 2**15, so
+# ``torch._int_mm`` is exact on every code path (tested: +-127 weights gave other integers under
+# ONEDNN_MAX_CPU_ISA=AVX2 or SSE41). LLM weights are therefore 7-bit.
+LLM_WEIGHT_MAX = 63
+
+
 class _Linear:
     """``IntLinear`` with its weights as a torch int8 matrix [in, out] for ``torch._int_mm``."""
 
@@ -93,7 +101,7 @@ class _Linear:
         w = weight.detach().double().numpy()  # [out, in]
         if out_scale is not None:
             w = w * out_scale[:, None]
-        self.lin = ops.IntLinear(w, out_bits, max_k=None)
+        self.lin = ops.IntLinear(w, out_bits, max_k=None, weight_max=LLM_WEIGHT_MAX)
         self.weight = torch.from_numpy(self.lin.weight.astype(np.int8))
         self.multiplier, self.shift = self.lin.multiplier, self.lin.shift
 

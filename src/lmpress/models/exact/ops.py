@@ -56,15 +56,16 @@ class IntLinear:
     any machine.
     """
 
-    def __init__(self, weight: np.ndarray, out_bits: int, max_k: int | None = MAX_EXACT_K) -> None:
+    def __init__(self, weight: np.ndarray, out_bits: int, max_k: int | None = MAX_EXACT_K,
+                 weight_max: int = ACT_MAX) -> None:
         """``max_k``: refuse longer inputs (a float32 matmul of them would not be exact); None for
-        weights multiplied in integers (``torch._int_mm``)."""
+        weights multiplied in integers (``torch._int_mm``). ``weight_max``: the weights' integer range."""
         w = np.asarray(weight, dtype=np.float64)  # [out, in]
         if max_k is not None and w.shape[1] > max_k:
             raise ValueError(f"{w.shape[1]} inputs: a float32 matmul is exact for at most {MAX_EXACT_K}")
-        scale = np.abs(w).max(axis=1) / ACT_MAX
+        scale = np.abs(w).max(axis=1) / weight_max
         scale = np.where(scale > 0, scale, 1.0)
-        self.weight = np.clip(np.round(w / scale[:, None]), -ACT_MAX, ACT_MAX).astype(np.float32).T.copy()
+        self.weight = np.clip(np.round(w / scale[:, None]), -weight_max, weight_max).astype(np.float32).T.copy()
         # real output = scale[o] * (q @ W)[o] * r / 2**ROW_BITS; at out_bits bits, with the multiplier
         # holding WEIGHT_BITS bits: multiplier = scale * 2**(out_bits - ROW_BITS + m_bits).
         exponent = int(np.frexp(scale.max())[1])  # scale.max() < 2**exponent
