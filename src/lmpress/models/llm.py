@@ -70,6 +70,17 @@ class LLMConfig:
                              config.query_pre_attn_scalar ** -0.5, config.max_position_embeddings)
         raise ValueError(f"model type {kind!r} is not supported (llama, mistral, qwen2 or gemma3_text)")
 
+    def cache_layout(self, window: int | None, sinks: int) -> list[tuple[int | None, int]]:
+        """Per layer, the KV cache's (capacity, sinks): a layer's own sliding window if it is within
+        ``window``, else ``window`` (None: unbounded) with ``sinks`` first positions kept."""
+        layout = []
+        for layer_window in self.layer_window:
+            if layer_window is not None and (window is None or layer_window <= window):
+                layout.append((layer_window, 0))
+            else:
+                layout.append((window, sinks))
+        return layout
+
     @property
     def parameters(self) -> int:
         per_layer = (self.hidden * self.head_dim * (2 * self.heads + 2 * self.kv_heads)
@@ -168,14 +179,8 @@ class LLM(torch.nn.Module):
 
     def new_cache(self, batch: int, window: int | None = None, sinks: int = 4) -> list[LayerCache]:
         """Caches for ``batch`` sequences; ``window`` (tokens) bounds every layer's attention."""
-        caches = []
-        for layer_window in self.cfg.layer_window:
-            if layer_window is not None and (window is None or layer_window <= window):
-                capacity, layer_sinks = layer_window, 0
-            else:
-                capacity, layer_sinks = window, sinks
-            caches.append(LayerCache(batch, self.cfg.kv_heads, self.cfg.head_dim, capacity, layer_sinks, self.dtype))
-        return caches
+        return [LayerCache(batch, self.cfg.kv_heads, self.cfg.head_dim, capacity, layer_sinks, self.dtype)
+                for capacity, layer_sinks in self.cfg.cache_layout(window, sinks)]
 
     def _rope(self, layer: int, position: int) -> tuple[torch.Tensor, torch.Tensor]:
         # float64 angles: positions of long streams grow large, and both sides compute the same table.

@@ -215,14 +215,8 @@ class ExactLLM:
         return h.hexdigest()
 
     def new_cache(self, batch: int, window: int | None = None, sinks: int = 4) -> list[ExactLayerCache]:
-        caches = []
-        for layer_window in self.cfg.layer_window:
-            if layer_window is not None and (window is None or layer_window <= window):
-                capacity, layer_sinks = layer_window, 0
-            else:
-                capacity, layer_sinks = window, sinks
-            caches.append(ExactLayerCache(batch, self.cfg.kv_heads, self.cfg.head_dim, capacity, layer_sinks))
-        return caches
+        return [ExactLayerCache(batch, self.cfg.kv_heads, self.cfg.head_dim, capacity, layer_sinks)
+                for capacity, layer_sinks in self.cfg.cache_layout(window, sinks)]
 
     def step(self, x: np.ndarray, caches: list[ExactLayerCache]) -> np.ndarray:
         """Integer logits [B, vocab] at 8 bits for input vectors x (int64 [B, hidden] at RESIDUAL_BITS)."""
