@@ -39,7 +39,7 @@ def sample(corpus) -> bytes:
 @pytest.mark.slow
 def test_exact_archives_identical_and_decodable_across_code_paths(sample):
     archives = {}
-    for path in CODE_PATHS:
+    for path in ("native", "sse4", "1 thread"):
         r = lmpress(["-c", "-q", "--chunk-size", "1024", "--block-chunks", "2", "-"], path, sample)
         assert r.returncode == 0, r.stderr.decode()
         archives[path] = r.stdout
