@@ -39,8 +39,13 @@ CODER = f"constriction-range/p{entropy.PRECISION}/{entropy.QUANTIZER}"
 CODING_THREADS = 1  # per process; fixed so that probabilities never depend on the machine's load
 RETAIN_FRACTION = 0.875  # drop finished sequences from the batch once this fraction or fewer are left
 
+
 class DecodeMismatch(LmpressError):
     """A payload whose checksum is intact decoded to wrong data: the decoder's probabilities differ."""
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(f"archive is corrupted ({detail})")
+        self.detail = detail
 
 
 # Called as progress(raw_bytes_done, bits_spent) while coding.
@@ -152,7 +157,7 @@ def decode_block(predictor: Predictor, payload: bytes, raw_length: int, chunk_si
             if vocab.escape is not None and (escaped := symbols == vocab.escape).any():
                 symbols[escaped] = vocab.size + decoder.decode(entropy.uniform(int(escaped.sum()), 256))
         except Exception as e:  # constriction reports an exhausted or invalid stream
-            raise DecodeMismatch(f"archive is corrupted (range decoder failed: {e})") from None
+            raise DecodeMismatch(f"range decoder failed: {e}") from None
         columns.append((active, symbols))
         return symbols
 
@@ -175,7 +180,7 @@ def _assemble(predictor: Predictor, columns: list[tuple[np.ndarray, np.ndarray]]
                 pieces[i].append(predictor.vocab.piece(s))
         rows = [b"".join(p) for p in pieces]
     if any(len(r) != n for r, n in zip(rows, lengths)):
-        raise DecodeMismatch("archive is corrupted (decoded symbols overrun their chunk)")
+        raise DecodeMismatch("decoded symbols overrun their chunk")
     return b"".join(rows)
 
 
@@ -242,7 +247,7 @@ def make_header(predictor: Predictor, chunk_size: int, block_chunks: int) -> Hea
         raise LmpressError(f"chunk size must be between 1 and {1 << 20} bytes")
     if not 1 <= block_chunks <= 4096:
         raise LmpressError("block size must be between 1 and 4096 chunks")
-    arithmetic = getattr(predictor, "arithmetic", None) or {"name": getattr(predictor, "precision", "float32")}
+    arithmetic = predictor.arithmetic or {"name": predictor.precision}
     return Header(predictor.name, predictor.model_id, predictor.describe(), chunk_size, block_chunks, CODER,
                   arithmetic=dict(arithmetic))
 
@@ -323,7 +328,7 @@ def predictor_for_archive(header: Header, model: str | None) -> Predictor:
         raise LmpressError(
             f"archive was made with model {header.model_name!r} (id {header.model_id[:12]}), "
             f"not {predictor.name!r} (id {predictor.model_id[:12]})")
-    wanted, have = header.arithmetic, getattr(predictor, "arithmetic", None)
+    wanted, have = header.arithmetic, predictor.arithmetic
     if "id" in wanted and (have is None or have.get("id") != wanted["id"] or have.get("name") != wanted.get("name")):
         raise LmpressError(
             f"archive needs the {wanted.get('name')} arithmetic of model {header.model_name!r} "
@@ -361,7 +366,7 @@ class DecodedCheck:
 
     def block(self, frame: BlockFrame, data: bytes) -> None:
         if zlib.crc32(data) != frame.raw_crc:
-            raise DecodeMismatch(f"archive is corrupted (block {self._index} decodes to data failing its checksum)")
+            raise DecodeMismatch(f"block {self._index} decodes to data failing its checksum")
         self._crc = zlib.crc32(data, self._crc)
         self.raw_bytes += len(data)
         self._index += 1
@@ -402,7 +407,7 @@ def decompress_stream(src: BinaryIO, dst: BinaryIO, model: str | None = None, *,
                 progress(len(data), 8.0 * frame.payload_length)
     except DecodeMismatch as e:
         if "id" not in header.arithmetic:  # float arithmetic: another CPU's kernels, not corruption
-            raise _float_failure(header, str(e).removeprefix("archive is corrupted (").rstrip(")")) from None
+            raise _float_failure(header, e.detail) from None
         raise
     assert reader.trailer is not None  # the blocks() generator ran to its end
     check.end(reader.trailer)

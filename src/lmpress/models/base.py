@@ -24,13 +24,16 @@ class Predictor(Protocol):
     model_id: str  # hex SHA-256 of weights and config
     vocab: Vocabulary  # symbols and the bytes each stands for
     embedding_dim: int  # width of the input vectors (soft prompts live there)
+    precision: str  # the arithmetic: "exact" (integer, portable) or a float dtype ("float32", "bfloat16")
+    arithmetic: dict | None  # exact: {"name", "id"} recorded in archives; None for float kernels
 
     def describe(self) -> dict[str, Any]:
         """Facts for the archive header and ``lmpress info`` (parameters, layers, ...)."""
         ...
 
     def begin(self, batch: int, prefix: np.ndarray | None = None) -> np.ndarray:
-        """Start ``batch`` sequences at BOS; return the first distributions, float32 [batch, vocab.size].
+        """Start ``batch`` sequences at BOS; return the first distributions [batch, vocab.size]: float32
+        probabilities, or (exact predictors) int64 coder weights, as ``coding/entropy.frequencies`` takes them.
 
         ``prefix`` [N, embedding_dim]: input vectors fed after BOS (a soft prompt,
         ``models/prompt.py``); the first distributions are those after its last vector.

@@ -113,7 +113,7 @@ class TransformerPredictor:
             self._cache = self.exact.new_cache(batch)
             weights = self._exact_weights(self.exact.embed[np.full(batch, self.model.bos)])
             for vector in prefix:  # float32 vectors to fixed point: one IEEE rounding, the same everywhere
-                fixed = np.round(np.ldexp(vector.astype(np.float64), RESIDUAL_BITS)).astype(np.int64)
+                fixed = ops.to_fixed(vector, RESIDUAL_BITS)
                 weights = self._exact_weights(np.broadcast_to(fixed, (batch, len(fixed))))
             return weights
         self._cache = self.model.new_cache(batch)

@@ -114,7 +114,7 @@ class ExactByteModel:
             ))
             assert layers[-1].qkv.weight.shape[1] == n_q + 2 * cfg.n_kv_head * cfg.head_dim
         head = ops.IntLinear(sd["head.weight"] * sd["norm_out.weight"][None, :], 8)
-        embed = np.round(np.ldexp(sd["embed.weight"], RESIDUAL_BITS)).astype(np.int64)
+        embed = ops.to_fixed(sd["embed.weight"], RESIDUAL_BITS)
         return cls(cfg, embed, layers, head)
 
     def digest(self) -> str:
@@ -165,7 +165,7 @@ class ExactByteModel:
         x = np.array(x, dtype=np.int64)  # the residual stream, updated in place
         q8 = np.empty((b, x.shape[1]), dtype=np.float32)
         row_scale = np.empty(b, dtype=np.int64)
-        q = np.empty((b, n_q, hd), dtype=np.int64)
+        q = np.empty((b, n_q, hd), dtype=np.int32)  # int8 values, as the attention kernel takes them
         q_amax = np.empty((b, n_q), dtype=np.int64)
         attended = np.empty((b, n_kv, n_q // n_kv, hd), dtype=np.int64)
         hidden = np.empty((b, self.layers[0].up.weight.shape[1]), dtype=np.int64)
@@ -178,7 +178,7 @@ class ExactByteModel:
             k.qkv_step(np.matmul(q8, lin.weight), lin.multiplier, row_scale, ops.PRE_SHIFT, lin.shift, QKV_LIMIT,
                        NO_HEAD_NORM, cos, sin, ROPE_BITS, n_q, n_kv, q, q_amax, cache.k[i], cache.k_amax[i], cache.v[i],
                        cache.v_amax[i], slot)
-            k.attention(q.astype(np.int32).reshape(b, n_kv, n_q // n_kv, hd), q_amax.reshape(b, n_kv, -1),
+            k.attention(q.reshape(b, n_kv, n_q // n_kv, hd), q_amax.reshape(b, n_kv, -1),
                         cache.k[i], cache.k_amax[i], cache.v[i], cache.v_amax[i], min(pos + 1, cfg.attn_span),
                         ROW_MUL_SHIFT, SCORE_SHIFT, MUL_SHIFT, self.attention_exp, attended)
             k.quantize_rows(attended.reshape(b, n_q * hd), q8, amax)  # the attention output at QKV_BITS, x 127

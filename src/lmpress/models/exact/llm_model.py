@@ -63,10 +63,6 @@ def _buffer(rows: int, width: int, levels: int) -> np.ndarray:
     return np.empty((rows, width), dtype=np.int8 if levels == ops.ACT_MAX else np.int64)
 
 
-def _fixed(values: np.ndarray, bits: int) -> np.ndarray:
-    return np.round(np.ldexp(np.asarray(values, dtype=np.float64), bits)).astype(np.int64)
-
-
 class _Rows:
     """An embedding table as int16 rows with one integer multiplier per row. (int8 rows cost 4% of a
     q/k/v's range in Gemma 3, whose embedding rows hold outliers 23x their RMS.)"""
@@ -174,19 +170,19 @@ class ExactLLM:
                 "o": _Linear(layer["o"].float().t(), RESIDUAL_BITS),
                 "gate_up": _Linear(layer["gate_up"].float().t(), HIDDEN_BITS),
                 "down": _Linear(layer["down"].float().t(), RESIDUAL_BITS),
-                "attn_norm": _fixed(layer["attn_norm"].double().numpy(), NORM_GAIN_BITS),
-                "mlp_norm": _fixed(layer["mlp_norm"].double().numpy(), NORM_GAIN_BITS),
+                "attn_norm": ops.to_fixed(layer["attn_norm"].double().numpy(), NORM_GAIN_BITS),
+                "mlp_norm": ops.to_fixed(layer["mlp_norm"].double().numpy(), NORM_GAIN_BITS),
                 "head_gain": NO_HEAD_NORM,
             }
             if gemma:
                 entry["head_gain"] = np.stack([
-                    _fixed(layer["q_norm"].double().numpy() * cfg.attention_scale, GAIN_BITS + QUERY_EXTRA_BITS),
-                    _fixed(layer["k_norm"].double().numpy(), GAIN_BITS)])
-                entry["post_attn"] = _fixed(layer["post_attn_norm"].double().numpy(), RESIDUAL_BITS)
-                entry["post_mlp"] = _fixed(layer["post_mlp_norm"].double().numpy(), RESIDUAL_BITS)
+                    ops.to_fixed(layer["q_norm"].double().numpy() * cfg.attention_scale, GAIN_BITS + QUERY_EXTRA_BITS),
+                    ops.to_fixed(layer["k_norm"].double().numpy(), GAIN_BITS)])
+                entry["post_attn"] = ops.to_fixed(layer["post_attn_norm"].double().numpy(), RESIDUAL_BITS)
+                entry["post_mlp"] = ops.to_fixed(layer["post_mlp_norm"].double().numpy(), RESIDUAL_BITS)
             self.layers.append(entry)
         self.head = _Linear(llm.head.float(), 8)
-        self.final_norm = _fixed(llm.final_norm.double().numpy(), NORM_GAIN_BITS)
+        self.final_norm = ops.to_fixed(llm.final_norm.double().numpy(), NORM_GAIN_BITS)
         self.embed = _Rows(llm.embed.double().numpy(), llm.embed_scale, RESIDUAL_BITS)
         self.query_extra = QUERY_EXTRA_BITS if gemma else 0
         self.levels = GEMMA_LEVELS if gemma else LEVELS
@@ -230,7 +226,7 @@ class ExactLLM:
                    ("head", cfg.hidden))}
         row_scale = np.empty(b, dtype=np.int64)
         amax = np.empty(b, dtype=np.int64)
-        q = np.empty((b, nh, hd), dtype=np.int64)
+        q = np.empty((b, nh, hd), dtype=np.int32)  # int8 values, as the attention kernel takes them
         q_amax = np.empty((b, nh), dtype=np.int64)
         attended = np.empty((b, nkv, nh // nkv, hd), dtype=np.int64)
         hidden = np.empty((b, cfg.intermediate), dtype=np.int64)
@@ -244,7 +240,7 @@ class ExactLLM:
                        layer["head_gain"], cos, sin, ROPE_BITS, nh, nkv, q, q_amax, cache.k, cache.k_amax,
                        cache.v, cache.v_amax, slot)
             cache.length += 1
-            k.attention(q.astype(np.int32).reshape(b, nkv, nh // nkv, hd), q_amax.reshape(b, nkv, -1),
+            k.attention(q.reshape(b, nkv, nh // nkv, hd), q_amax.reshape(b, nkv, -1),
                         cache.k, cache.k_amax, cache.v, cache.v_amax, cache.used(),
                         ROW_MUL_SHIFT - self.query_extra, SCORE_SHIFT, MUL_SHIFT, self.attention_exp, attended)
             a = inputs["o"]

@@ -41,6 +41,12 @@ def round_shift(x: np.ndarray, s: int) -> np.ndarray:
     return (x + (1 << (s - 1))) >> s
 
 
+def to_fixed(values: np.ndarray, bits: int) -> np.ndarray:
+    """Float values as int64 at ``bits`` fixed point: one IEEE rounding (exact scaling by 2**bits, then
+    round half to even), so the same floats give the same integers on any CPU."""
+    return np.round(np.ldexp(np.asarray(values, dtype=np.float64), bits)).astype(np.int64)
+
+
 def fixed_row_scale(amax: np.ndarray, frac_bits: int, divisor: int = 1, levels: int = ACT_MAX) -> np.ndarray:
     """Row scale of ``quantize`` (to +-levels) applied to a tensor at ``frac_bits`` bits (divided by ``divisor``)."""
     return round_shift(amax, frac_bits - ROW_BITS) // (levels * divisor)
