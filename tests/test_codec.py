@@ -2,13 +2,18 @@
 
 import io
 import os
+import struct
+from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import lmpress
+from lmpress.coding.container import STORED, ArchiveReader, BlockFrame
 from lmpress.data.views import view_bytes
+
+DATA = Path(__file__).parent / "data"
 
 
 def roundtrip(data: bytes, **kw) -> bytes:
@@ -172,3 +177,42 @@ def test_retain_keeps_the_remaining_sequences(retain_check):
 def test_chunks_of_unequal_length_in_one_block():
     # The short last chunk finishes first and is dropped from the batch; both sides agree.
     roundtrip(os.urandom(2048 + 100), chunk_size=2048, block_chunks=2)
+
+
+def test_incompressible_blocks_are_stored_raw():
+    data = os.urandom(5000)
+    blob = roundtrip(data, chunk_size=256, block_chunks=4)  # 5 blocks of 1024 bytes
+    reader = ArchiveReader(io.BytesIO(blob))
+    frames = [frame for _, frame, _ in reader.blocks()]
+    assert [f.stored for f in frames] == [True] * 5
+    header_bytes = len(reader.header.to_bytes())
+    trailer_bytes = 24 + 8 * len(frames)
+    assert len(blob) == header_bytes + trailer_bytes + len(data) + 21 * len(frames)  # 21-byte frames only
+
+
+def test_mixed_blocks_coded_and_stored():
+    text = b"<page><title>Stored blocks</title><text>words and words</text></page>\n" * 15
+    data = text[:1024] + os.urandom(1024) + text[:1000]
+    blob = roundtrip(data, chunk_size=256, block_chunks=4)
+    frames = [frame for _, frame, _ in ArchiveReader(io.BytesIO(blob)).blocks()]
+    assert [f.stored for f in frames] == [False, True, False]
+    assert lmpress.decompress(blob, workers=2) == data
+    d = lmpress.LmpressDecompressor()
+    assert b"".join(d.decompress(blob[i:i + 333]) for i in range(0, len(blob), 333)) == data and d.eof
+
+
+def test_format_2_archives_still_decode():
+    """An archive written by the lmpress before stored blocks (format 2, in tests/data)."""
+    blob = (DATA / "format2.lmpz").read_bytes()
+    assert blob[4] == 2
+    assert lmpress.decompress(blob) == (DATA / "format2.txt").read_bytes()
+
+
+def test_stored_block_with_a_wrong_length_is_refused():
+    blob = bytearray(lmpress.compress(os.urandom(300)))
+    reader = ArchiveReader(io.BytesIO(bytes(blob)))
+    start = len(reader.header.to_bytes())
+    frame = BlockFrame(299, 300, *struct.unpack_from("<II", blob, start + 8), method=STORED).to_bytes()
+    blob[start:start + len(frame)] = frame
+    with pytest.raises(lmpress.LmpressError, match="stored block 0 has two lengths"):
+        lmpress.decompress(bytes(blob))

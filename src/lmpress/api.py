@@ -13,7 +13,7 @@ from lmpress.codec import (
     DEFAULT_PROMPT_LEVELS,
     DecodedCheck,
     compress_stream,
-    decode_block,
+    decode_frame,
     decompress_stream,
     encode_block,
     make_header,
@@ -180,8 +180,7 @@ class LmpressDecompressor:
                 self.unused_data = bytes(self._feed.buffer)
                 break
             frame, payload = block
-            decoded = decode_block(self._predictor, payload, frame.raw_length, reader.header.chunk_size,
-                                   prefix=self._prefix)
+            decoded = decode_frame(self._predictor, frame, payload, reader.header.chunk_size, prefix=self._prefix)
             self._check.block(frame, decoded)
             out += decoded
         return bytes(out)

@@ -194,7 +194,7 @@ def run_info(args) -> int:
             reader = ArchiveReader(src)
             h = reader.header
             blocks = [{"raw_length": f.raw_length, "chunks": n_chunks(f.raw_length, h.chunk_size),
-                       "compressed_length": f.payload_length,
+                       "compressed_length": f.payload_length, "method": "stored" if f.stored else "coded",
                        "raw_crc32": f"{f.raw_crc:08x}", "payload_crc32": f"{f.payload_crc:08x}"}
                       for _, f, _ in reader.blocks()]
             t = reader.trailer
@@ -242,10 +242,12 @@ def run_info(args) -> int:
         print(f"  lengths      original {r['original_length']:,} bytes, archive {r['archive_bytes']:,} bytes, "
               f"rate {rate}")
         print(f"  checksum     data crc32 {r['data_crc32']}")
-        print(f"  blocks       {len(r['blocks'])}")
+        stored = sum(b["method"] == "stored" for b in r["blocks"])
+        print(f"  blocks       {len(r['blocks'])} ({stored} stored raw: coding would not make them smaller)")
         for i, b in enumerate(r["blocks"]):
             print(f"    #{i:<4} offset {b['offset']:>10}  chunks {b['chunks']:>4}  raw {b['raw_length']:>8}  "
-                  f"coded {b['compressed_length']:>8}  crc32 raw {b['raw_crc32']} coded {b['payload_crc32']}")
+                  f"{b['method']} {b['compressed_length']:>8}  crc32 raw {b['raw_crc32']} "
+                  f"payload {b['payload_crc32']}")
     return 0
 
 

@@ -193,9 +193,21 @@ def encode_job(model: str, options: dict, prefix: np.ndarray | None, data: bytes
     return encode_block(load_predictor(model, **options), data, chunk_size, prefix=prefix)
 
 
-def decode_job(model: str, options: dict, prefix: np.ndarray | None, payload: bytes, raw_length: int,
+def decode_job(model: str, options: dict, prefix: np.ndarray | None, payload: bytes, frame: BlockFrame,
                chunk_size: int) -> bytes:
-    return decode_block(load_predictor(model, **options), payload, raw_length, chunk_size, prefix=prefix)
+    if frame.stored:  # no model needed
+        return payload
+    return decode_block(load_predictor(model, **options), payload, frame.raw_length, chunk_size, prefix=prefix)
+
+
+def decode_frame(predictor: Predictor, frame: BlockFrame, payload: bytes, chunk_size: int,
+                 progress: ProgressFn | None = None, prefix: np.ndarray | None = None) -> bytes:
+    """One block's bytes: its payload if stored, else decoded by ``predictor``."""
+    if frame.stored:
+        if progress is not None:
+            progress(len(payload), 8.0 * len(payload))
+        return payload
+    return decode_block(predictor, payload, frame.raw_length, chunk_size, progress, prefix)
 
 
 def model_options(window: int | None = None, precision: str | None = None) -> dict:
@@ -394,9 +406,9 @@ def decompress_stream(src: BinaryIO, dst: BinaryIO, model: str | None = None, *,
     def jobs() -> Iterator[tuple]:
         for _, frame, payload in reader.blocks():
             frames.append(frame)
-            yield (model or header.model_name, options, prefix, payload, frame.raw_length, header.chunk_size)
+            yield (model or header.model_name, options, prefix, payload, frame, header.chunk_size)
 
-    local = lambda _m, _w, pre, p, n, cs: decode_block(predictor, p, n, cs, progress, pre)  # noqa: E731
+    local = lambda _m, _w, pre, p, f, cs: decode_frame(predictor, f, p, cs, progress, pre)  # noqa: E731
     runner = BlockRunner(Backend(workers, ray))
     try:
         for data in runner.map(decode_job, local, jobs()):

@@ -1,4 +1,4 @@
-"""The ``.lmpz`` container, format version 2 (reads 1 and 2).
+"""The ``.lmpz`` container, format version 3 (reads 1, 2 and 3).
 
 All integers little-endian. Laid out so that it can be written and read as a
 stream (stdin/stdout), and still be indexed for random access::
@@ -7,7 +7,7 @@ stream (stdin/stdout), and still be indexed for random access::
              | [coded soft prompt, settings["prompt"]["code_bytes"] bytes, if any]
              | header crc32 u32 (of everything before it)
     block*   frame: raw length u32 | payload length u32 | raw crc32 u32 | payload crc32 u32
-             | frame crc32 u32 (of the 16 bytes before it) ; then the range-coded payload
+             | method u8 (version 3) | frame crc32 u32 (of the bytes before it) ; then the payload
     trailer  end mark u32 = 0xFFFFFFFF | block count u32 | original length u64 | data crc32 u32
              | block offsets u64 * count | file crc32 u32 (of every byte before it)
 
@@ -19,6 +19,10 @@ for the integer-exact path, which decodes on any CPU, or ``{"name": "float32"}``
 run. Version 1 archives are all float (their ``model_info`` may name the
 precision); every block holds whole chunks, so its chunk
 count is ``ceil(raw length / chunk size)``. Each block decodes on its own.
+A block's method (version 3; earlier versions code every block) is ``CODED``
+(range-coded by the model) or ``STORED``: the payload is the raw bytes, written
+when coding would not make the block smaller (random or already-compressed
+data), as xz and zstd do, so no input grows by more than the frames.
 An archive made with a soft prompt names it in the settings (``prompt``: id,
 tokens) and, when the prompt is part of the code, carries it quantized and
 range-coded (``coding/hyperprior.py``) in the header.
@@ -36,13 +40,14 @@ from typing import BinaryIO
 from lmpress.errors import LmpressError
 
 MAGIC = b"LMPZ"
-VERSION = 2
-READS = (1, 2)
+VERSION = 3
+READS = (1, 2, 3)
 END_MARK = 0xFFFFFFFF
 SUFFIX = ".lmpz"
 MAX_PROMPT_CODE = 1 << 24
 
-_FRAME = struct.Struct("<IIII")
+_FRAME = struct.Struct("<IIII")  # versions 1 and 2; version 3 adds the method byte
+STORED, CODED = 0, 1  # block methods
 _TRAILER_HEAD = struct.Struct("<IIQI")
 
 
@@ -76,9 +81,14 @@ class BlockFrame:
     payload_length: int
     raw_crc: int
     payload_crc: int
+    method: int = CODED
+
+    @property
+    def stored(self) -> bool:
+        return self.method == STORED
 
     def to_bytes(self) -> bytes:
-        body = _FRAME.pack(self.raw_length, self.payload_length, self.raw_crc, self.payload_crc)
+        body = _FRAME.pack(self.raw_length, self.payload_length, self.raw_crc, self.payload_crc) + bytes([self.method])
         return body + struct.pack("<I", zlib.crc32(body))
 
 
@@ -111,12 +121,18 @@ class ArchiveWriter:
         self._crc = zlib.crc32(b, self._crc)
         self.offset += len(b)
 
-    def write_block(self, data: bytes, payload: bytes) -> None:
+    def write_block(self, data: bytes, payload: bytes) -> bool:
+        """Write a block coded as ``payload``, or stored raw where that is no smaller; True if stored."""
+        stored = len(payload) >= len(data)
+        if stored:
+            payload = data
         self.offsets.append(self.offset)
-        self._write(BlockFrame(len(data), len(payload), zlib.crc32(data), zlib.crc32(payload)).to_bytes())
+        frame = BlockFrame(len(data), len(payload), zlib.crc32(data), zlib.crc32(payload), STORED if stored else CODED)
+        self._write(frame.to_bytes())
         self._write(payload)
         self._data_crc = zlib.crc32(data, self._data_crc)
         self.raw_length += len(data)
+        return stored
 
     def finish(self) -> None:
         self._write(Trailer(self.raw_length, self._data_crc, self.offsets).to_bytes(self._crc))
@@ -198,11 +214,16 @@ class ArchiveReader:
         if raw_length == END_MARK:
             self.trailer = self._read_trailer()
             return None
-        rest = self._read(_FRAME.size - 4, f"frame of block {index}")
-        frame = BlockFrame(*_FRAME.unpack(first + rest))
+        with_method = self.header.version >= 3
+        rest = self._read(_FRAME.size - 4 + with_method, f"frame of block {index}")
+        frame = BlockFrame(*_FRAME.unpack(first + rest[:_FRAME.size - 4]), *rest[_FRAME.size - 4:])
         (stored,) = struct.unpack("<I", self._read(4, f"frame of block {index}"))
         if stored != zlib.crc32(first + rest):
             raise LmpressError(f"archive is corrupted (frame of block {index} fails its checksum)")
+        if frame.method not in (STORED, CODED):
+            raise LmpressError(f"archive is corrupted (block {index} has an unknown method)")
+        if frame.stored and frame.payload_length != frame.raw_length:
+            raise LmpressError(f"archive is corrupted (stored block {index} has two lengths)")
         if frame.raw_length == 0 or frame.raw_length > self.header.chunk_size * self.header.block_chunks:
             raise LmpressError(f"archive is corrupted (block {index} has an impossible length)")
         payload = self._read(frame.payload_length, f"block {index}")

@@ -149,8 +149,9 @@ def decode_block(model: ReferenceModel, payload: bytes, raw_length: int, chunk_s
 
 
 def decode_archive(data: bytes, model: ReferenceModel) -> bytes:
-    if data[:4] != b"LMPZ" or data[4] != 2:
-        raise SystemExit("not an lmpress format-2 archive")
+    if data[:4] != b"LMPZ" or data[4] not in (2, 3):
+        raise SystemExit("not an lmpress archive of format 2 or 3")
+    version = data[4]
     (n,) = struct.unpack_from("<H", data, 5)
     settings = json.loads(data[7:7 + n])
     pos = 7 + n + 32
@@ -164,9 +165,11 @@ def decode_archive(data: bytes, model: ReferenceModel) -> bytes:
     pos += 4
     parts = []
     while struct.unpack_from("<I", data, pos)[0] != 0xFFFFFFFF:
-        raw_length, payload_length, raw_crc, _, _ = struct.unpack_from("<IIIII", data, pos)
-        pos += 20
-        block = decode_block(model, data[pos:pos + payload_length], raw_length, settings["chunk_size"])
+        raw_length, payload_length, raw_crc, _ = struct.unpack_from("<IIII", data, pos)
+        stored = version >= 3 and data[pos + 16] == 0  # format 3: a method byte, 0 = stored raw
+        pos += 20 + (version >= 3)
+        payload = data[pos:pos + payload_length]
+        block = payload if stored else decode_block(model, payload, raw_length, settings["chunk_size"])
         if zlib.crc32(block) != raw_crc:
             raise SystemExit(f"block {len(parts)} decodes to data failing its checksum")
         parts.append(block)
