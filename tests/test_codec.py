@@ -201,9 +201,11 @@ def test_mixed_blocks_coded_and_stored():
     assert b"".join(d.decompress(blob[i:i + 333]) for i in range(0, len(blob), 333)) == data and d.eof
 
 
-def test_format_2_archives_still_decode():
-    """An archive written by the lmpress before stored blocks (format 2, in tests/data)."""
-    blob = (DATA / "format2.lmpz").read_bytes()
+@pytest.mark.parametrize("archive", ["format2.lmpz", "format2-gaussian-prompt.lmpz"])
+def test_format_2_archives_still_decode(archive):
+    """Archives written by the lmpress before stored blocks and integer prompt priors (format 2, in
+    tests/data; the second embeds a soft prompt coded under the Gaussian prior in float arithmetic)."""
+    blob = (DATA / archive).read_bytes()
     assert blob[4] == 2
     assert lmpress.decompress(blob) == (DATA / "format2.txt").read_bytes()
 

@@ -160,3 +160,18 @@ def test_cli_tune_then_embedded_prompt(tmp_path):
     assert r.returncode == 1 and "does not exist" in r.stderr.decode() and b"Traceback" not in r.stderr
     r = cli("tune", str(prompt), "--data", str(tmp_path / "nothing"))
     assert r.returncode == 1 and "does not exist" in r.stderr.decode() and b"Traceback" not in r.stderr
+
+
+PINNED_GAUSSIAN_MASSES = [3440883155879, 15363672265377, 44985373311021, 76947559623051]  # Phi at 2**48
+
+
+def test_prior_frequencies_are_integer_arithmetic():
+    """The Gaussian prior's masses come from decimal arithmetic, not libm: pinned integers, and within
+    float rounding of math.erf's."""
+    from lmpress.coding.hyperprior import _gaussian_masses, _gaussian_probabilities, _uniform_levels
+
+    levels = _uniform_levels(-3.0, 3.0, 8)
+    masses = _gaussian_masses(0.0, 1.0, levels)
+    assert masses.sum() == 1 << 48 and masses.dtype == np.int64
+    assert np.abs(masses / 2.0**48 - _gaussian_probabilities(0.0, 1.0, levels)).max() < 1e-13
+    assert masses[:4].tolist() == PINNED_GAUSSIAN_MASSES

@@ -21,7 +21,6 @@ from lmpress.codec import (
     DEFAULT_BLOCK_CHUNKS,
     DEFAULT_CHUNK_SIZE,
     DEFAULT_PROMPT_LEVELS,
-    PRECISIONS,
     CodingStats,
     compress_stream,
     decompress_stream,
@@ -118,9 +117,8 @@ def _code(args, src: BinaryIO, dst: BinaryIO, size: int | None, decompress: bool
             return decompress_stream(src, dst, args.model, workers=workers, ray=args.ray, progress=callback,
                                      prompt=prompt)
         return compress_stream(src, dst, args.model or "default", chunk_size=args.chunk_size,
-                               block_chunks=args.block_chunks, window=args.window, precision=args.precision,
-                               workers=workers,
-                               ray=args.ray, progress=callback, prompt=prompt, embed_prompt=args.embed_prompt,
+                               block_chunks=args.block_chunks, window=args.window, workers=workers, ray=args.ray,
+                               progress=callback, prompt=prompt, embed_prompt=args.embed_prompt,
                                prompt_levels=args.prompt_levels)
     finally:
         if bar is not None:
@@ -465,10 +463,6 @@ def _codec_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--window", type=int, metavar="TOKENS",
                    help="LLMs: attention window in tokens, to carry context through long chunks "
                         "(e.g. --chunk-size 65536 --window 1024); default: the whole chunk")
-    p.add_argument("--precision", choices=PRECISIONS, default=None,
-                   help="the arithmetic: byte models 'exact' (default: integer arithmetic, decodes on any CPU) "
-                        "or 'float32' (for comparison); LLMs 'float32' (default) or 'bfloat16' (faster on CPUs "
-                        "with bf16 units). Float archives decode only on the kind of CPU that made them")
     p.add_argument("--prompt", metavar="FILE", help="steer the model with a soft prompt (lmpress tune); "
                    "decompress: the prompt the archive names, unless it embeds it")
     p.add_argument("--embed-prompt", choices=PRIORS, metavar="PRIOR",

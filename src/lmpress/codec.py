@@ -356,7 +356,7 @@ def prefix_for_archive(header: Header, predictor: Predictor, prompt: SoftPrompt 
     wanted = header.prompt.get("id", "")
     if header.prompt_code:
         try:
-            used = SoftPrompt(decode_vectors(header.prompt_code), predictor.model_id)
+            used = SoftPrompt(decode_vectors(header.prompt_code, legacy_float=header.version < 3), predictor.model_id)
         except LmpressError:
             raise LmpressError("archive is corrupted (its embedded soft prompt does not decode)") from None
     elif prompt is None:

@@ -25,7 +25,7 @@ def _to_int(x: Decimal) -> int:
 
 
 @cache
-def _pi() -> Decimal:
+def decimal_pi() -> Decimal:
     """pi to the context's precision (the recipe from the ``decimal`` documentation)."""
     c = Context(prec=_CTX.prec + 5)
     three = Decimal(3)
@@ -42,8 +42,8 @@ def _pi() -> Decimal:
 def _cos_sin(x: Decimal) -> tuple[Decimal, Decimal]:
     """cos and sin by Taylor series after reduction to [-pi, pi]."""
     c = Context(prec=_CTX.prec + 10)
-    two_pi = c.multiply(2, _pi())
-    x = c.subtract(x, c.multiply(two_pi, c.divide_int(c.add(x, _pi()), two_pi)))
+    two_pi = c.multiply(2, decimal_pi())
+    x = c.subtract(x, c.multiply(two_pi, c.divide_int(c.add(x, decimal_pi()), two_pi)))
     cos = sin = Decimal(0)
     term, k = Decimal(1), 0  # x^k / k!
     while True:
@@ -85,7 +85,7 @@ def activation_table(kind: str, frac_bits: int, limit: int) -> np.ndarray:
     """
     scale = 1 << frac_bits
     c = _CTX
-    k = c.sqrt(c.divide(2, _pi()))
+    k = c.sqrt(c.divide(2, decimal_pi()))
     values = []
     for i in range(2 * limit * scale + 1):
         x = c.divide(Decimal(i - limit * scale), scale)
