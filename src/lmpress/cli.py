@@ -558,7 +558,7 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("data", nargs="*", help="presets wiki, text, image, audio, random, or files/folders "
                    "(default: wiki image audio random)")
     b.add_argument("--modality", choices=["text", "image", "audio", "bytes"], help="how to read DATA paths")
-    b.add_argument("--compressors", help="comma-separated: gzip,bzip2,xz,zstd,brotli,ppmd,png,jpeg2000,"
+    b.add_argument("--compressors", help="comma-separated: gzip,bzip2,xz,zstd,brotli,ppmd,zpaq,png,jpeg2000,"
                    "jpegxl,flac,lmpress:MODEL (default: all)")
     b.add_argument("--protocols", nargs="+", default=["chunked", "unchunked"], choices=["chunked", "unchunked"])
     b.add_argument("--max-bytes", type=int, help="bytes per dataset (default 1 MB; --quick 64 KB)")

@@ -1,4 +1,4 @@
-"""General-purpose byte codecs: gzip, bzip2, xz (LZMA2), zstd, brotli, PPMd."""
+"""General-purpose byte codecs: gzip, bzip2, xz (LZMA2), zstd, brotli, PPMd, zpaq (a context mixer)."""
 
 from __future__ import annotations
 
@@ -85,3 +85,21 @@ class Ppmd(Compressor):
         import pyppmd
 
         return pyppmd.decompress(blob, max_order=self.ORDER, mem_size=self.MEMORY)
+
+
+class Zpaq(Compressor):
+    """zpaq method 5 (libzpaq's strongest: a context-mixing model of many orders with an SSE stage), one thread
+    so the whole input is one block and the result does not depend on the machine's core count."""
+
+    name = "zpaq m5"
+    LEVEL = 5
+
+    def compress(self, data: bytes, layout: Layout = BYTES) -> bytes:
+        import zpaq
+
+        return zpaq.compress(data, level=self.LEVEL, threads=1, hints=False)
+
+    def decompress(self, blob: bytes, layout: Layout = BYTES) -> bytes:
+        import zpaq
+
+        return zpaq.decompress(blob)
