@@ -55,7 +55,7 @@ def test_in_context_curves_add_up_to_the_whole_chunk(corpus):
     curve = compressor_curve("gzip", chunks, 256)
     whole = np.mean([8 * (len(zlib.compress(c.tobytes(), 9)) - len(zlib.compress(b"", 9))) for c in chunks])
     assert abs(curve.sum() * 256 - whole) < 1e-6  # the buckets telescope to the whole chunk's size
-    predictor = load_predictor("default")
+    predictor = load_predictor("default", mix=False)
     model_curve = predictor_curve(predictor, chunks, 256)
     teacher_forced = cross_entropy_bits(predictor.model, data, CHUNK) / len(data)
     assert abs(model_curve.mean() - teacher_forced) < 0.01 * teacher_forced  # quantization costs < 1%

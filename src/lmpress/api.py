@@ -9,12 +9,12 @@ from typing import BinaryIO
 
 from lmpress.codec import (
     DEFAULT_BLOCK_CHUNKS,
-    DEFAULT_CHUNK_SIZE,
     DEFAULT_PROMPT_LEVELS,
     DecodedCheck,
     compress_stream,
     decode_frame,
     decompress_stream,
+    default_chunk_size,
     encode_block,
     make_header,
     model_options,
@@ -27,22 +27,26 @@ from lmpress.models.prompt import SoftPrompt
 from lmpress.models.registry import load_predictor
 
 
-def compress(data: bytes, model: str = "default", *, chunk_size: int = DEFAULT_CHUNK_SIZE,
+def compress(data: bytes, model: str = "default", *, chunk_size: int | None = None,
              block_chunks: int = DEFAULT_BLOCK_CHUNKS, window: int | None = None, precision: str | None = None,
-             workers: int = 1, ray: str | None = None, prompt: SoftPrompt | None = None,
+             mix: bool | None = None, workers: int = 1, ray: str | None = None, prompt: SoftPrompt | None = None,
              embed_prompt: str | None = None, prompt_levels: int = DEFAULT_PROMPT_LEVELS) -> bytes:
     """Compress ``data`` into a self-describing ``.lmpz`` archive.
 
+    ``chunk_size``: bytes per chunk (each batch row's segment); None: whole-file segments for mixed byte
+    models (the input in 64 segments), 2048 otherwise (the studies' chunks).
     ``window``: an LLM's attention window in tokens (for chunks longer than it).
     ``precision``: the arithmetic; None is the model's default: "exact" integer arithmetic for byte models
-    (decodes on any CPU), "float32" for LLMs ("bfloat16": faster where the CPU has bf16 units).
+    (decodes on any CPU), or float kernels for comparison ("float32"; "bfloat16" for LLMs): not portable.
+    ``mix``: context mixing with the byte models (None: wherever it applies; False: the network alone).
     ``workers`` / ``ray``: where blocks are coded (``lmpress.parallel``); the archive is the same.
     ``prompt``: a soft prompt (``SoftPrompt.load(path)``); ``embed_prompt`` ("gaussian",
     "histogram", "lloyd-max") stores it in the archive, quantized to ``prompt_levels`` levels.
     """
     out = io.BytesIO()
     compress_stream(io.BytesIO(bytes(data)), out, model, chunk_size=chunk_size, block_chunks=block_chunks,
-                    window=window, precision=precision, workers=workers, ray=ray, prompt=prompt,
+                    length=len(data),
+                    window=window, precision=precision, mix=mix, workers=workers, ray=ray, prompt=prompt,
                     embed_prompt=embed_prompt, prompt_levels=prompt_levels)
     return out.getvalue()
 
@@ -59,11 +63,12 @@ def decompress(data: bytes, model: str | None = None, *, workers: int = 1, ray: 
 class LmpressCompressor:
     """Incremental compression, like ``lzma.LZMACompressor``: ``compress()`` pieces, then ``flush()``."""
 
-    def __init__(self, model: str = "default", *, chunk_size: int = DEFAULT_CHUNK_SIZE,
+    def __init__(self, model: str = "default", *, chunk_size: int | None = None,
                  block_chunks: int = DEFAULT_BLOCK_CHUNKS, window: int | None = None, precision: str | None = None,
-                 prompt: SoftPrompt | None = None, embed_prompt: str | None = None,
+                 mix: bool | None = None, prompt: SoftPrompt | None = None, embed_prompt: str | None = None,
                  prompt_levels: int = DEFAULT_PROMPT_LEVELS) -> None:
-        self._predictor = load_predictor(model, **model_options(window, precision))
+        self._predictor = load_predictor(model, **model_options(window, precision, mix))
+        chunk_size = chunk_size or default_chunk_size(self._predictor, None, block_chunks)  # length unknown
         self._chunk_size = chunk_size
         self._block_bytes = chunk_size * block_chunks
         self._out = io.BytesIO()

@@ -24,6 +24,7 @@ from lmpress.codec import (
     CodingStats,
     compress_stream,
     decompress_stream,
+    segment_size,
 )
 from lmpress.coding.container import SUFFIX, ArchiveReader, n_chunks
 from lmpress.coding.hyperprior import PRIORS
@@ -108,7 +109,7 @@ def _output_name(src: Path, decompress: bool) -> Path:
 
 
 def _code(args, src: BinaryIO, dst: BinaryIO, size: int | None, decompress: bool) -> CodingStats:
-    block_bytes = args.chunk_size * args.block_chunks
+    block_bytes = (args.chunk_size or segment_size(size, args.block_chunks)) * args.block_chunks
     workers = _workers(args.workers, None if decompress else size, block_bytes, args.ray)
     bar, callback = _progress(args, size, "decompress" if decompress else "compress")
     try:
@@ -116,8 +117,9 @@ def _code(args, src: BinaryIO, dst: BinaryIO, size: int | None, decompress: bool
         if decompress:
             return decompress_stream(src, dst, args.model, workers=workers, ray=args.ray, progress=callback,
                                      prompt=prompt)
-        return compress_stream(src, dst, args.model or "default", chunk_size=args.chunk_size,
-                               block_chunks=args.block_chunks, window=args.window, workers=workers, ray=args.ray,
+        return compress_stream(src, dst, args.model or "default", chunk_size=args.chunk_size, length=size,
+                               block_chunks=args.block_chunks, window=args.window,
+                               mix=False if args.no_mix else None, workers=workers, ray=args.ray,
                                progress=callback, prompt=prompt, embed_prompt=args.embed_prompt,
                                prompt_levels=args.prompt_levels)
     finally:
@@ -325,7 +327,7 @@ def run_generate(args) -> int:
     from lmpress.models.registry import load_predictor
 
     models = [generative.CompressorModel(name) for name in args.compressors]
-    models += [generative.PredictorModel(load_predictor(name)) for name in args.model]
+    models += [generative.PredictorModel(load_predictor(name, mix=False)) for name in args.model]
     samples = generative.held_out_samples()
     total = sum(len(t) for m in args.modalities for _, t in samples[m][1]) * len(models)
     with Progress(total, "generate", enabled=not args.quiet) as bar:
@@ -457,12 +459,18 @@ def _codec_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("-k", "--keep", action="store_true", help="keep input files (the default)")
     p.add_argument("--rm", action="store_true", help="delete input files after success")
     p.add_argument("-m", "--model", help="model name or file (default: 'default'; decompress: the archive's)")
-    p.add_argument("--chunk-size", type=int, default=DEFAULT_CHUNK_SIZE, help="bytes per chunk (context)")
+    p.add_argument("--chunk-size", type=int, metavar="BYTES",
+                   help="bytes per chunk, each coded from a fresh context (default: byte models cut a file into "
+                        f"--block-chunks whole-file segments, 2048-65536 bytes; LLMs and --no-mix: "
+                        f"{DEFAULT_CHUNK_SIZE}, the studies' chunks)")
     p.add_argument("--block-chunks", type=int, default=DEFAULT_BLOCK_CHUNKS,
                    help="chunks coded together in one block")
     p.add_argument("--window", type=int, metavar="TOKENS",
                    help="LLMs: attention window in tokens, to carry context through long chunks "
                         "(e.g. --chunk-size 65536 --window 1024); default: the whole chunk")
+    p.add_argument("--no-mix", action="store_true",
+                   help="byte models: the network alone, without the context and match models mixed in "
+                        "(with --chunk-size 2048: the studies' chunked protocol)")
     p.add_argument("--prompt", metavar="FILE", help="steer the model with a soft prompt (lmpress tune); "
                    "decompress: the prompt the archive names, unless it embeds it")
     p.add_argument("--embed-prompt", choices=PRIORS, metavar="PRIOR",

@@ -30,8 +30,10 @@ from lmpress.models.registry import load_predictor
 from lmpress.models.vocab import ByteVocabulary, Vocabulary
 from lmpress.parallel import Backend, BlockRunner
 
-DEFAULT_CHUNK_SIZE = 2048
+DEFAULT_CHUNK_SIZE = 2048  # the studies' chunks; LLMs and the network alone (no mixing) by default
 DEFAULT_BLOCK_CHUNKS = 64
+SEGMENT_MIN, SEGMENT_MAX = 2048, 65536  # mixed byte models: a file is cut into block_chunks segments of this
+STREAM_SEGMENT = 8192  # ... or, when its length is unknown (a pipe), into blocks of 64 such segments
 PRECISIONS = ("exact", "float32", "bfloat16")  # "exact": integer arithmetic, portable (byte models)
 DEFAULT_PROMPT_LEVELS = 16  # quantization levels of an embedded soft prompt
 PROMPT_ID_HEX = 32  # an archive names its prompt by the first 128 bits of the prompt's SHA-256 id
@@ -210,20 +212,22 @@ def decode_frame(predictor: Predictor, frame: BlockFrame, payload: bytes, chunk_
     return decode_block(predictor, payload, frame.raw_length, chunk_size, progress, prefix)
 
 
-def model_options(window: int | None = None, precision: str | None = None) -> dict:
+def model_options(window: int | None = None, precision: str | None = None, mix: bool | None = None) -> dict:
     """How a model runs (``load_predictor``'s keyword arguments); recorded in the archive header.
 
-    ``precision`` None: the model's default arithmetic (``registry.default_precision``).
+    ``precision`` None: the model's default arithmetic (``registry.default_precision``); ``mix`` None:
+    context mixing wherever it applies.
     """
     if precision is not None and precision not in PRECISIONS:
         raise LmpressError(f"precision must be one of {', '.join(PRECISIONS)}")
-    return {"window": window, "precision": precision}
+    return {"window": window, "precision": precision, "mix": mix}
 
 
 def archive_options(header: Header) -> dict:
     """The options that decode an archive: its window and the arithmetic it was made with."""
     name = header.arithmetic.get("name", "float32")
-    return model_options(header.model_info.get("window"), "exact" if name.startswith("exact") else name)
+    exact = name.startswith("exact")
+    return model_options(header.model_info.get("window"), "exact" if exact else name, exact and "+" in name)
 
 
 def _float_failure(header: Header, what: str) -> LmpressError:
@@ -252,6 +256,20 @@ def _read_blocks(src: BinaryIO, block_bytes: int) -> Iterator[bytes]:
 class CodingStats:
     raw_bytes: int = 0
     archive_bytes: int = 0
+
+
+def segment_size(length: int | None, block_chunks: int = DEFAULT_BLOCK_CHUNKS) -> int:
+    """The chunk size that cuts an input of ``length`` bytes into ``block_chunks`` segments (1 KiB multiples
+    within SEGMENT_MIN..SEGMENT_MAX): up to 4 MiB in one block, whose rows share the mixer's statistics."""
+    if length is None:
+        return STREAM_SEGMENT
+    per_row = -(-length // block_chunks)
+    return min(max(-(-per_row // 1024) * 1024, SEGMENT_MIN), SEGMENT_MAX)
+
+
+def default_chunk_size(predictor: Predictor, length: int | None, block_chunks: int) -> int:
+    """Mixed byte models code whole-file segments; the network alone and LLMs code the studies' chunks."""
+    return segment_size(length, block_chunks) if predictor.mixer is not None else DEFAULT_CHUNK_SIZE
 
 
 def make_header(predictor: Predictor, chunk_size: int, block_chunks: int) -> Header:
@@ -285,23 +303,28 @@ def steering(predictor: Predictor, prompt: SoftPrompt | None, embed_prior: str |
 
 
 def compress_stream(src: BinaryIO, dst: BinaryIO, model: str = "default", *,
-                    chunk_size: int = DEFAULT_CHUNK_SIZE, block_chunks: int = DEFAULT_BLOCK_CHUNKS,
-                    window: int | None = None, precision: str | None = None, workers: int = 1, ray: str | None = None,
+                    chunk_size: int | None = None, block_chunks: int = DEFAULT_BLOCK_CHUNKS, length: int | None = None,
+                    window: int | None = None, precision: str | None = None, mix: bool | None = None,
+                    workers: int = 1, ray: str | None = None,
                     progress: ProgressFn | None = None, prompt: SoftPrompt | None = None,
                     embed_prompt: str | None = None, prompt_levels: int = DEFAULT_PROMPT_LEVELS) -> CodingStats:
     """Compress everything readable from ``src`` into ``dst`` as one archive.
 
+    ``chunk_size`` None: whole-file segments for mixed byte models (``segment_size`` of ``length``, the
+    input's length if known), the studies' 2048-byte chunks otherwise.
     ``window`` (LLMs only): attention window in tokens, for chunks longer than it.
     ``precision``: the arithmetic (None: the model's default; byte models "exact" or "float32", LLMs
     "float32" or "bfloat16" weight matmuls); recorded in the archive.
+    ``mix``: context mixing (None: wherever it applies; False: the network alone, the studies' protocol).
     ``workers`` / ``ray``: where blocks are coded (see lmpress.parallel); the archive is the same.
     ``prompt``: steer the model with a soft prompt; the archive names it, or, with
     ``embed_prompt`` (a hyper-prior: gaussian, histogram, lloyd-max), carries it quantized to
     ``prompt_levels`` levels so the prompt's bits are part of the archive.
     """
-    options = model_options(window, precision)
+    options = model_options(window, precision, mix)
     predictor = load_predictor(model, **options)
     prefix, prompt_info, prompt_code = steering(predictor, prompt, embed_prompt, prompt_levels)
+    chunk_size = chunk_size or default_chunk_size(predictor, length, block_chunks)
     header = make_header(predictor, chunk_size, block_chunks)
     header.prompt, header.prompt_code = prompt_info, prompt_code
     writer = ArchiveWriter(dst, header)

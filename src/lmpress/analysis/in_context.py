@@ -85,13 +85,13 @@ def run(models: list[str], compressors: list[str], modalities: list[str], count:
         for name in compressors:
             curves[name] = compressor_curve(name, chunks, bucket, progress).tolist()
         for model in models:
-            predictor = load_predictor(model)
+            predictor = load_predictor(model, mix=False)
             curves[predictor.name] = predictor_curve(predictor, chunks, bucket, progress).tolist()
             data = chunks.tobytes()
-            blob = lmpress.compress(data, model, chunk_size=CHUNK)
+            blob = lmpress.compress(data, model, chunk_size=CHUNK, mix=False)
             if lmpress.decompress(blob) != data:
                 raise RuntimeError(f"{model}: decoded chunks differ")
-            header = len(lmpress.compress(b"", model))
+            header = len(lmpress.compress(b"", model, mix=False))
             archive_rates[predictor.name] = 8 * (len(blob) - header) / len(data)
         results["modalities"][modality] = {"chunks": len(chunks), "curves_bits_per_byte": curves,
                                            "archive_bits_per_byte_without_header": archive_rates}

@@ -114,13 +114,13 @@ def run_lmpress(model: str, ds: Dataset, workers: int, tick: Callable[[int], Non
     from lmpress.models.registry import load_predictor
 
     predictor = load_predictor(model)
-    fixed = len(lmpress.compress(b"", model))
+    fixed = len(lmpress.compress(b"", model, mix=False))
     total = enc_s = dec_s = 0.0
     groups = _archive_groups(ds.items)
     for group in groups:
         view = b"".join(item.view for item in group)
         t0 = time.perf_counter()
-        blob = lmpress.compress(view, model, chunk_size=CHUNK, workers=workers, ray=ray)
+        blob = lmpress.compress(view, model, chunk_size=CHUNK, mix=False, workers=workers, ray=ray)
         t1 = time.perf_counter()
         _check(f"lmpress:{model} on {group[0].name}", view,
                lmpress.decompress(blob, model, workers=workers, ray=ray))

@@ -26,6 +26,7 @@ class Predictor(Protocol):
     embedding_dim: int  # width of the input vectors (soft prompts live there)
     precision: str  # the arithmetic: "exact" (integer, portable) or a float dtype ("float32", "bfloat16")
     arithmetic: dict | None  # exact: {"name", "id"} recorded in archives; None for float kernels
+    mixer: Any | None  # the context mixer mixed into the network's predictions (models/exact/mixer.py), or None
 
     def describe(self) -> dict[str, Any]:
         """Facts for the archive header and ``lmpress info`` (parameters, layers, ...)."""

@@ -13,6 +13,7 @@ CPU's float kernels).
 
 from __future__ import annotations
 
+import hashlib
 import math
 from pathlib import Path
 from typing import Any
@@ -23,7 +24,7 @@ import torch.nn.functional as F
 
 from lmpress.coding import entropy
 from lmpress.errors import LmpressError
-from lmpress.models.exact import ops
+from lmpress.models.exact import mixer, ops
 from lmpress.models.exact.byte_model import ARITHMETIC, RESIDUAL_BITS, ExactByteModel, ExactCache
 from lmpress.models.store import load_model, model_id
 from lmpress.models.transformer import ByteTransformer, KVCache
@@ -42,7 +43,7 @@ def teacher_forced_bits(model: ByteTransformer, vocab: Vocabulary, chunk: bytes,
 
 class TransformerPredictor:
     def __init__(self, model: ByteTransformer, name: str, manifest: dict | None = None,
-                 precision: str = "exact") -> None:
+                 precision: str = "exact", mix: bool | None = None) -> None:
         if precision not in PRECISIONS:
             raise LmpressError(f"byte models run with precision {' or '.join(PRECISIONS)}, not {precision!r}")
         self.model = model.eval()
@@ -63,13 +64,26 @@ class TransformerPredictor:
         self._cache: KVCache | ExactCache | None = None
         self.embedding_dim = model.cfg.d_model
         self.exact = ExactByteModel.from_float(model) if precision == "exact" else None
+        # context mixing (models/exact/mixer.py): by default wherever it applies, integer bytes models
+        can_mix = self.exact is not None and self.vocab.size == 256
+        if mix and not can_mix:
+            raise LmpressError("context mixing needs exact arithmetic and a byte vocabulary")
+        self.mixer = mixer.ContextMixer(entropy.TOTAL, self.exact.logit_exp) if can_mix and mix is not False else None
         # archives name the arithmetic by 128 bits of its SHA-256 (as they name soft prompts)
-        self.arithmetic = {"name": ARITHMETIC, "id": self.exact.digest()[:32]} if self.exact else None
+        self.arithmetic = None
+        if self.exact is not None:
+            digest = self.exact.digest()
+            if self.mixer is None:
+                self.arithmetic = {"name": ARITHMETIC, "id": digest[:32]}
+            else:
+                both = hashlib.sha256((digest + mixer.digest()).encode()).hexdigest()
+                self.arithmetic = {"name": f"{ARITHMETIC}+{mixer.MIXER}", "id": both[:32]}
 
     @classmethod
-    def from_file(cls, path: Path, name: str | None = None, precision: str = "exact") -> TransformerPredictor:
+    def from_file(cls, path: Path, name: str | None = None, precision: str = "exact",
+                  mix: bool | None = None) -> TransformerPredictor:
         model, manifest = load_model(path)
-        return cls(model, name or str(path), manifest, precision)
+        return cls(model, name or str(path), manifest, precision, mix)
 
     def describe(self) -> dict[str, Any]:
         cfg = self.model.cfg
@@ -84,6 +98,7 @@ class TransformerPredictor:
             "attention_span": cfg.attn_span,
             "stored_bytes": 4 * self.model.num_parameters(),  # float32 weights
             "precision": self.precision,
+            "mixer": mixer.MIXER if self.mixer is not None else None,
             **tokens,
         }
 
@@ -93,9 +108,11 @@ class TransformerPredictor:
         return torch.softmax(logits, dim=-1).numpy()
 
     def _exact_weights(self, vectors: np.ndarray) -> np.ndarray:
-        """Coder weights (int64) after feeding integer input vectors to the exact model."""
+        """Coder weights (int64) after feeding integer input vectors to the exact model (and the mixer)."""
         assert self.exact is not None and isinstance(self._cache, ExactCache)
         logits = self.exact.step(vectors, self._cache)
+        if self.mixer is not None:
+            return self.mixer.mix(logits)
         return ops.frequencies_from_logits(logits, self.exact.logit_exp, entropy.TOTAL)
 
     def code_length(self, chunks: list[bytes], prefix: torch.Tensor | None = None) -> torch.Tensor:
@@ -111,6 +128,8 @@ class TransformerPredictor:
         prefix = prefix if prefix is not None else np.zeros((0, self.embedding_dim), np.float32)
         if self.exact is not None:
             self._cache = self.exact.new_cache(batch)
+            if self.mixer is not None:
+                self.mixer.begin(batch)
             weights = self._exact_weights(self.exact.embed[np.full(batch, self.model.bos)])
             for vector in prefix:  # float32 vectors to fixed point: one IEEE rounding, the same everywhere
                 fixed = ops.to_fixed(vector, RESIDUAL_BITS)
@@ -125,13 +144,18 @@ class TransformerPredictor:
     @torch.no_grad()
     def advance(self, symbols: np.ndarray) -> np.ndarray:
         if self.exact is not None:
-            return self._exact_weights(self.exact.embed[np.asarray(symbols, dtype=np.int64)])
+            symbols = np.asarray(symbols, dtype=np.int64)
+            if self.mixer is not None:
+                self.mixer.update(symbols)
+            return self._exact_weights(self.exact.embed[symbols])
         return self._probabilities(torch.from_numpy(np.asarray(symbols, dtype=np.int64)))
 
     def retain(self, rows: np.ndarray) -> None:
         assert self._cache is not None
         if isinstance(self._cache, ExactCache):
             self._cache.retain(np.asarray(rows, dtype=np.int64))
+            if self.mixer is not None:
+                self.mixer.retain(np.asarray(rows, dtype=np.int64))
             return
         index = torch.from_numpy(np.asarray(rows, dtype=np.int64))
         self._cache.k = self._cache.k.index_select(1, index)

@@ -120,6 +120,7 @@ class LLMPredictor:
         self.exact = ExactLLM(self.llm) if precision == "exact" else None
         # float kernels (no id): the archive decodes on the kind of CPU that made it
         self.arithmetic = {"name": ARITHMETIC, "id": self.exact.digest()[:32]} if self.exact else None
+        self.mixer = None  # LLMs code tokens alone (the context mixer is byte-level)
         from tokenizers import Tokenizer
 
         self.vocab = TokenVocabulary(Tokenizer.from_file(str(cached / "tokenizer.json")))

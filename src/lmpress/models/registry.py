@@ -71,7 +71,8 @@ def default_precision(name: str) -> str:
     return "exact"
 
 
-def load_predictor(name: str, window: int | None = None, precision: str | None = None) -> Predictor:
+def load_predictor(name: str, window: int | None = None, precision: str | None = None,
+                   mix: bool | None = None) -> Predictor:
     """A model by name (``default``, ``multimodal-800k``, ``smollm2-135m``, ...) or by path.
 
     ``window`` (tokens) bounds an LLM's attention so that long chunks are coded
@@ -81,18 +82,22 @@ def load_predictor(name: str, window: int | None = None, precision: str | None =
     of CPU that made them: "float32" (byte models and LLMs; the arithmetic of
     format-1 archives) or "bfloat16" (LLM weight matmuls). An archive records
     which one made it.
+    ``mix``: mix the network with context and match models (``models/exact/mixer.py``); None: wherever
+    it applies (exact byte models), False: the network alone (the studies' protocol).
     """
-    return _load(name, window, precision or default_precision(name))
+    return _load(name, window, precision or default_precision(name), mix)
 
 
 @lru_cache(maxsize=4)
-def _load(name: str, window: int | None, precision: str) -> Predictor:
+def _load(name: str, window: int | None, precision: str, mix: bool | None) -> Predictor:
     from lmpress.models.byte_predictor import TransformerPredictor
     from lmpress.models.llm_predictor import LLMPredictor
 
     canonical = resolve_name(name)
     path = Path(name)
     if is_llm(name):
+        if mix:
+            raise LmpressError("context mixing applies to byte models (LLMs code tokens)")
         source = LLMS[canonical]() if canonical in LLMS else path
         return LLMPredictor(source, canonical if canonical in LLMS else str(path), window, precision)
     if window is not None:
@@ -101,8 +106,8 @@ def _load(name: str, window: int | None, precision: str) -> Predictor:
         path = WEIGHTS_DIR / SHIPPED[canonical] / "model.pt"
         if not path.exists():
             raise LmpressError(f"shipped model {canonical!r} is missing its weights ({path})")
-        return TransformerPredictor.from_file(path, name=canonical, precision=precision)
+        return TransformerPredictor.from_file(path, name=canonical, precision=precision, mix=mix)
     if path.is_file():
-        return TransformerPredictor.from_file(path, name=str(path), precision=precision)
+        return TransformerPredictor.from_file(path, name=str(path), precision=precision, mix=mix)
     raise LmpressError(f"unknown model {name!r} (named: {', '.join(shipped_names())}; "
                        "or give a model file, GGUF file or Hugging Face folder)")

@@ -157,7 +157,8 @@ def decode_archive(data: bytes, model: ReferenceModel) -> bytes:
     pos = 7 + n + 32
     arithmetic = settings.get("arithmetic", {})
     if arithmetic.get("name") != "exact-int/v1" or settings.get("prompt"):
-        raise SystemExit("the reference decoder reads exact-int/v1 archives without soft prompts")
+        raise SystemExit("the reference decoder reads exact-int/v1 archives without soft prompts or context "
+                         "mixing (lmpress --no-mix)")
     if not model.id.startswith(arithmetic["id"]):
         raise SystemExit(f"archive needs arithmetic {arithmetic['id']}, the model file has {model.id}")
     if struct.unpack_from("<I", data, pos)[0] != zlib.crc32(data[:pos]):

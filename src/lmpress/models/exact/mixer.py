@@ -1,0 +1,272 @@
+"""Context mixing in integer arithmetic: the network's prediction mixed with long-range byte models.
+
+The network sees 512 bytes; a file repeats itself over far longer distances
+(XML tags, names, boilerplate). Beside the network, while coding a block:
+
+* **order-k context models** (k = 1, 2, 3, 4, 5, 6, 8, and the word being
+  written): for the last k bytes, counts of the byte that followed (order 1
+  and 2 indexed directly, the others by a hash with a 16-bit check; counts
+  halve at ``COUNT_LIMIT`` so they adapt);
+* a **match model**: the most recent earlier occurrence of the last
+  ``MATCH_MIN`` bytes, predicting the byte that followed it; how often such
+  predictions came true, counted per match-length bucket, sets its confidence.
+
+Every model gives each of the 256 bytes an integer log-score in 1/256 nats (the
+network its logits; a context model ``256 ln(count + 1/2)``; the match model
+``256 ln(255 hits / misses)`` on its predicted byte), and the mixer adds them with learned
+weights, a geometric mixture: ``logit(s) = sum_i w_i score_i(s)``, turned into
+the coder's frequencies like the network's own logits. After each byte the
+weights follow the gradient of its code length, ``w_i += lr (score_i(x) -
+E_p[score_i])``, with one weight vector per match-length bucket and number of
+contexts seen before. Scores that are the same for every byte (an unseen
+context) change nothing.
+
+All rows of a block share the tables and weights, and all of them see what the
+others coded so far (a match may point into another row): the block is one
+file cut into segments coded side by side. Updates run in row order after each
+step, the same on both sides; everything is integer, so the result is the
+same on any CPU (DESIGN.md, contract 2).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from decimal import Context, Decimal
+
+import numpy as np
+from numba import njit
+
+from lmpress.models.exact import ops
+
+MIXER = "cm/v1"
+WORD = 0  # the context of the word being written (its letters and the byte before them)
+ORDERS = (1, 2, 3, 4, 5, 6, 8, WORD)  # byte contexts of these lengths, and the word
+TABLE_BITS = 16  # rows per context table (order 1 uses 256 of them, order 2 all, higher orders hash)
+COUNT_LIMIT = 1000  # a row's counts halve when one passes this
+MATCH_MIN = 6  # bytes of context that start a match
+MATCH_BITS = 18  # match hash table entries
+LN_255 = 1419  # round(256 ln 255): the match score's odds are against each of the 255 other bytes
+MATCH_VERIFY = 32  # a candidate's length is checked back over at most this many bytes
+WEIGHT_BITS = 16
+INITIAL_CONTEXT_WEIGHT = 1 << (WEIGHT_BITS - 4)  # 1/16 each for the context models at the start
+LEARNING_RATE = 1024  # w += (g * LEARNING_RATE) >> LEARNING_SHIFT, g in 1/256 nats (tuned on held-out XML)
+LEARNING_SHIFT = 10
+LENGTH_BUCKETS = 8  # match length 0, 1, 2-3, 4-7, ..., >= 64
+SETS = LENGTH_BUCKETS * (len(ORDERS) + 1)  # weight vectors: by match length and by how many contexts were seen
+N_INPUTS = 2 + len(ORDERS)  # network, orders, match
+
+
+def count_scores() -> np.ndarray:
+    """round(256 * ln(c + 1/2)) for c = 0 .. COUNT_LIMIT + 1, by 40-digit ``decimal`` (no libm)."""
+    ctx = Context(prec=40)
+    half = Decimal(1) / 2
+    return np.array([int((ctx.multiply(256, ctx.ln(Decimal(c) + half))).to_integral_value())
+                     for c in range(COUNT_LIMIT + 2)], dtype=np.int64)
+
+
+def digest() -> str:
+    """SHA-256 of the mixer's definition (its constants and tables), part of an archive's arithmetic id."""
+    constants = {k: v for k, v in globals().items() if k.isupper() and isinstance(v, (int, str, tuple))}
+    h = hashlib.sha256(json.dumps(constants, sort_keys=True).encode())
+    h.update(count_scores().astype("<i8").tobytes())
+    return h.hexdigest()
+
+
+class ContextMixer:
+    """Mixer state for one block: ``begin`` a batch, then ``mix`` network logits and ``update`` with the
+    coded bytes, step by step; ``retain`` drops finished rows (their history stays for matches)."""
+
+    def __init__(self, total: int, logit_exp: np.ndarray) -> None:
+        self.total = total
+        self.logit_exp = logit_exp
+        self.scores = count_scores()
+        self.orders = np.array(ORDERS, dtype=np.int64)
+
+    def begin(self, batch: int) -> None:
+        self.counts = np.zeros((len(ORDERS), 1 << TABLE_BITS, 256), dtype=np.uint16)
+        self.checks = np.zeros((len(ORDERS), 1 << TABLE_BITS), dtype=np.int64)
+        self.weights = np.zeros((SETS, N_INPUTS), dtype=np.int64)
+        self.weights[:, 0] = 1 << WEIGHT_BITS  # the network alone, until the others earn their weight,
+        self.weights[:, -1] = 1 << WEIGHT_BITS  # and the match model, whose score is calibrated by its hits
+        self.weights[:, 1:-1] = INITIAL_CONTEXT_WEIGHT
+        self.match_stats = np.zeros((LENGTH_BUCKETS, 2), dtype=np.int64)  # hits, misses per match length
+        self.match_table = np.zeros(1 << MATCH_BITS, dtype=np.int64)  # row << 32 | next position, + 1
+        self.history = np.zeros((batch, 4096), dtype=np.uint8)
+        self.steps = 0
+        self.rows = np.arange(batch, dtype=np.int64)  # the history row of each batch row
+        self.context_rows = np.zeros((batch, len(ORDERS)), dtype=np.int64)
+        self.match = np.zeros((batch, 4), dtype=np.int64)  # length, history row, next position, score
+        self.sets = np.zeros(batch, dtype=np.int64)  # the weight vector each row mixed with
+        self.network = np.zeros((batch, 256), dtype=np.int64)
+        self.mixed = np.zeros((batch, 256), dtype=np.int64)
+
+    def mix(self, logits: np.ndarray) -> np.ndarray:
+        """Coder weights (int64 [batch, 256]) for the network's integer logits of this step."""
+        self.network[:] = logits
+        _predict(self.network, self.history, self.steps, self.rows, self.orders, self.counts, self.checks,
+                 self.scores, self.match, self.match_stats, self.weights, self.sets, self.context_rows, self.mixed)
+        self.coder_weights = ops.frequencies_from_logits(self.mixed, self.logit_exp, self.total)
+        return self.coder_weights
+
+    def update(self, symbols: np.ndarray) -> None:
+        """Learn from the bytes just coded (one per batch row), then record them."""
+        if self.steps == self.history.shape[1]:
+            self.history = np.concatenate([self.history, np.zeros_like(self.history)], axis=1)
+        _update(np.asarray(symbols, dtype=np.int64), self.network, self.coder_weights, self.total, self.history,
+                self.steps, self.rows, self.counts, self.scores, self.match, self.match_stats, self.weights,
+                self.sets, self.context_rows)
+        self.steps += 1
+        _find_matches(self.history, self.steps, self.rows, self.match, self.match_table)
+
+    def retain(self, rows: np.ndarray) -> None:
+        for name in ("rows", "context_rows", "match", "sets", "network", "mixed", "coder_weights"):
+            setattr(self, name, np.ascontiguousarray(getattr(self, name)[rows]))
+
+
+@njit(cache=True, nogil=True)
+def _length_bucket(length):  # pragma: no cover - compiled
+    s = 0
+    while length > 0 and s < LENGTH_BUCKETS - 1:
+        s += 1
+        length >>= 1
+    return s
+
+
+@njit(cache=True, nogil=True)
+def _context_row(history, row, t, order, k):  # pragma: no cover - compiled
+    """(table row, check) of the context of ``order`` bytes before position t of a history row."""
+    if order == 1:
+        return (np.int64(history[row, t - 1]) if t >= 1 else 0), 0
+    if order == 2:
+        a = np.int64(history[row, t - 1]) if t >= 1 else 0
+        b = np.int64(history[row, t - 2]) if t >= 2 else 0
+        return (b << 8) | a, 0
+    h = np.uint64(k + 1) * np.uint64(0x9E3779B97F4A7C15)
+    if order == 0:  # the letters of the current word and the byte before it
+        i = 1
+        while i <= 32 and t >= i:
+            c = history[row, t - i]
+            h = (h ^ np.uint64(c + 1)) * np.uint64(0x100000001B3)
+            if not ((c >= 65 and c <= 90) or (c >= 97 and c <= 122)):
+                break
+            i += 1
+        h ^= h >> np.uint64(29)
+        return np.int64(h >> np.uint64(64 - TABLE_BITS)), np.int64((h >> np.uint64(8)) & np.uint64(0xFFFF)) + 1
+    for i in range(1, order + 1):
+        byte = np.uint64(history[row, t - i]) if t >= i else np.uint64(0)
+        h = (h ^ (byte + np.uint64(1))) * np.uint64(0x100000001B3)
+        h ^= h >> np.uint64(29)
+    return np.int64(h >> np.uint64(64 - TABLE_BITS)), np.int64((h >> np.uint64(8)) & np.uint64(0xFFFF)) + 1
+
+
+@njit(cache=True, nogil=True)
+def _predict(network, history, t, rows, orders, counts, checks, scores, match, match_stats, weights, sets,
+             context_rows, mixed):  # pragma: no cover - compiled
+    n_orders = orders.shape[0]
+    for b in range(network.shape[0]):
+        row = rows[b]
+        for k in range(n_orders):
+            index, check = _context_row(history, row, t, orders[k], k)
+            if check != 0 and checks[k, index] != check:  # another context hashed here: start it afresh
+                counts[k, index, :] = 0
+                checks[k, index] = check
+            context_rows[b, k] = index
+        seen = 0
+        for k in range(n_orders):
+            c = counts[k, context_rows[b, k]]
+            for s in range(256):
+                if c[s] != 0:
+                    seen += 1
+                    break
+        sets[b] = _length_bucket(match[b, 0]) * (n_orders + 1) + seen
+        w = weights[sets[b]]
+        for s in range(256):
+            acc = w[0] * network[b, s]
+            for k in range(n_orders):
+                acc += w[1 + k] * scores[counts[k, context_rows[b, k], s]]
+            mixed[b, s] = acc
+        if match[b, 0] > 0:
+            hits, misses = match_stats[_length_bucket(match[b, 0])]
+            match[b, 3] = scores[hits] - scores[misses] + LN_255
+            mixed[b, history[match[b, 1], match[b, 2]]] += w[1 + n_orders] * match[b, 3]
+        for s in range(256):
+            mixed[b, s] >>= WEIGHT_BITS
+
+
+@njit(cache=True, nogil=True)
+def _update(symbols, network, coder_weights, total, history, t, rows, counts, scores, match, match_stats, weights,
+            sets, context_rows):  # pragma: no cover - compiled
+    n_orders = context_rows.shape[1]
+    grad = np.empty(2 + n_orders, dtype=np.int64)
+    for b in range(symbols.shape[0]):
+        x = symbols[b]
+        row = rows[b]
+        # the gradient of -ln p(x): score_i(x) - E_p[score_i], p = the coder's frequencies (weight + 1)
+        expect_net = np.int64(0)
+        for s in range(256):
+            expect_net += (coder_weights[b, s] + 1) * network[b, s]
+        grad[0] = network[b, x] - expect_net // total
+        for k in range(n_orders):
+            c = counts[k, context_rows[b, k]]
+            expect = np.int64(0)
+            for s in range(256):
+                expect += (coder_weights[b, s] + 1) * scores[c[s]]
+            grad[1 + k] = scores[c[x]] - expect // total
+        grad[1 + n_orders] = 0
+        if match[b, 0] > 0:
+            predicted = history[match[b, 1], match[b, 2]]
+            p_predicted = coder_weights[b, predicted] + 1
+            grad[1 + n_orders] = (match[b, 3] if predicted == x else 0) - (match[b, 3] * p_predicted) // total
+            stats = match_stats[_length_bucket(match[b, 0])]
+            stats[0 if predicted == x else 1] += 1
+            if stats[0] + stats[1] > COUNT_LIMIT:
+                stats[0] >>= 1
+                stats[1] >>= 1
+        w = weights[sets[b]]
+        for i in range(2 + n_orders):
+            w[i] += (grad[i] * LEARNING_RATE) >> LEARNING_SHIFT
+        for k in range(n_orders):
+            c = counts[k, context_rows[b, k]]
+            c[x] += 1
+            if c[x] > COUNT_LIMIT:
+                for s in range(256):
+                    c[s] >>= 1
+        history[row, t] = x
+        if match[b, 0] > 0:
+            if history[match[b, 1], match[b, 2]] == x:
+                match[b, 0] += 1
+                match[b, 2] += 1
+            else:
+                match[b, 0] = 0
+
+
+@njit(cache=True, nogil=True)
+def _match_hash(history, row, t):  # pragma: no cover - compiled
+    h = np.uint64(0)
+    for i in range(1, MATCH_MIN + 1):
+        h = (h + np.uint64(history[row, t - i]) + np.uint64(1)) * np.uint64(0x9E3779B97F4A7C15)
+    return np.int64(h >> np.uint64(64 - MATCH_BITS))
+
+
+@njit(cache=True, nogil=True)
+def _find_matches(history, t, rows, match, match_table):  # pragma: no cover - compiled
+    """After step t-1: rows without a match look up the last MATCH_MIN bytes (entries of earlier steps only,
+    so the byte a match predicts is known), then every row records where its context occurs."""
+    if t < MATCH_MIN:
+        return
+    for b in range(rows.shape[0]):
+        if match[b, 0] > 0:
+            continue
+        entry = match_table[_match_hash(history, rows[b], t)]
+        if entry == 0:
+            continue
+        other, pos = (entry - 1) >> 32, (entry - 1) & 0xFFFFFFFF
+        length = 0
+        while length < MATCH_VERIFY and length < pos and length < t and history[other, pos - 1 - length] == \
+                history[rows[b], t - 1 - length]:
+            length += 1
+        if length >= MATCH_MIN:
+            match[b, 0], match[b, 1], match[b, 2] = length, other, pos
+    for b in range(rows.shape[0]):
+        match_table[_match_hash(history, rows[b], t)] = (rows[b] << 32 | t) + 1
