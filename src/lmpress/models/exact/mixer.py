@@ -52,9 +52,7 @@ WEIGHT_BITS = 16
 INITIAL_CONTEXT_WEIGHT = 1 << (WEIGHT_BITS - 4)  # 1/16 each for the context models at the start
 LEARNING_RATE = 1024  # w += (g * LEARNING_RATE) >> LEARNING_SHIFT, g in 1/256 nats (tuned on held-out XML)
 LEARNING_SHIFT = 10
-LENGTH_BUCKETS = 8  # match length 0, 1, 2-3, 4-7, ..., >= 64
-SETS = LENGTH_BUCKETS * (len(ORDERS) + 1)  # weight vectors: by match length and by how many contexts were seen
-N_INPUTS = 2 + len(ORDERS)  # network, orders, match
+LENGTH_BUCKETS = 8  # weight vectors by match length (0, 1, 2-3, 4-7, ..., >= 64) x contexts seen (0 .. orders)
 
 
 def count_scores() -> np.ndarray:
@@ -75,18 +73,24 @@ def digest() -> str:
 
 class ContextMixer:
     """Mixer state for one block: ``begin`` a batch, then ``mix`` network logits and ``update`` with the
-    coded bytes, step by step; ``retain`` drops finished rows (their history stays for matches)."""
+    coded bytes, step by step; ``retain`` drops finished rows (their history stays for matches).
 
-    def __init__(self, total: int, logit_exp: np.ndarray) -> None:
+    ``orders`` and ``match`` leave components out, for the ablation (``benchmarks/mixing_ablation.py``);
+    archives always use the whole definition (``MIXER``)."""
+
+    def __init__(self, total: int, logit_exp: np.ndarray, orders: tuple[int, ...] = ORDERS,
+                 match: bool = True) -> None:
         self.total = total
         self.logit_exp = logit_exp
         self.scores = count_scores()
-        self.orders = np.array(ORDERS, dtype=np.int64)
+        self.orders = np.array(orders, dtype=np.int64)
+        self.use_match = match
 
     def begin(self, batch: int) -> None:
-        self.counts = np.zeros((len(ORDERS), 1 << TABLE_BITS, 256), dtype=np.uint16)
-        self.checks = np.zeros((len(ORDERS), 1 << TABLE_BITS), dtype=np.int64)
-        self.weights = np.zeros((SETS, N_INPUTS), dtype=np.int64)
+        n = len(self.orders)
+        self.counts = np.zeros((n, 1 << TABLE_BITS, 256), dtype=np.uint16)
+        self.checks = np.zeros((n, 1 << TABLE_BITS), dtype=np.int64)
+        self.weights = np.zeros((LENGTH_BUCKETS * (n + 1), n + 2), dtype=np.int64)
         self.weights[:, 0] = 1 << WEIGHT_BITS  # the network alone, until the others earn their weight,
         self.weights[:, -1] = 1 << WEIGHT_BITS  # and the match model, whose score is calibrated by its hits
         self.weights[:, 1:-1] = INITIAL_CONTEXT_WEIGHT
@@ -95,7 +99,7 @@ class ContextMixer:
         self.history = np.zeros((batch, 4096), dtype=np.uint8)
         self.steps = 0
         self.rows = np.arange(batch, dtype=np.int64)  # the history row of each batch row
-        self.context_rows = np.zeros((batch, len(ORDERS)), dtype=np.int64)
+        self.context_rows = np.zeros((batch, n), dtype=np.int64)
         self.match = np.zeros((batch, 4), dtype=np.int64)  # length, history row, next position, score
         self.sets = np.zeros(batch, dtype=np.int64)  # the weight vector each row mixed with
         self.network = np.zeros((batch, 256), dtype=np.int64)
@@ -117,7 +121,8 @@ class ContextMixer:
                 self.steps, self.rows, self.counts, self.scores, self.match, self.match_stats, self.weights,
                 self.sets, self.context_rows)
         self.steps += 1
-        _find_matches(self.history, self.steps, self.rows, self.match, self.match_table)
+        if self.use_match:
+            _find_matches(self.history, self.steps, self.rows, self.match, self.match_table)
 
     def retain(self, rows: np.ndarray) -> None:
         for name in ("rows", "context_rows", "match", "sets", "network", "mixed", "coder_weights"):
