@@ -10,6 +10,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import lmpress
+from lmpress import codec
 from lmpress.coding.container import STORED, ArchiveReader, BlockFrame
 from lmpress.data.views import view_bytes
 
@@ -218,3 +219,17 @@ def test_stored_block_with_a_wrong_length_is_refused():
     blob[start:start + len(frame)] = frame
     with pytest.raises(lmpress.LmpressError, match="stored block 0 has two lengths"):
         lmpress.decompress(bytes(blob))
+
+
+def test_whole_file_segments_by_default_from_any_api():
+    """Mixed byte models cut an input into 64 segments; one-shot, incremental and stream agree."""
+    data = b"<page><title>Segments</title><text>" + os.urandom(300) + b"</text></page>\n" * 400
+    blob = lmpress.compress(data)
+    header = ArchiveReader(io.BytesIO(blob)).header
+    assert header.chunk_size == codec.segment_size(len(data)) == 2048 and header.block_chunks == 64
+    c = lmpress.LmpressCompressor()
+    assert b"".join(c.compress(data[i:i + 1000]) for i in range(0, len(data), 1000)) + c.flush() == blob
+    out = io.BytesIO()
+    codec.compress_stream(io.BytesIO(data), out)  # length unknown: read ahead
+    assert out.getvalue() == blob
+    assert codec.segment_size(10 << 20) == codec.SEGMENT_MAX and codec.segment_size(200_000) == 4096

@@ -9,17 +9,19 @@ from typing import BinaryIO
 
 from lmpress.codec import (
     DEFAULT_BLOCK_CHUNKS,
+    DEFAULT_CHUNK_SIZE,
     DEFAULT_PROMPT_LEVELS,
+    SEGMENT_MAX,
     DecodedCheck,
     compress_stream,
     decode_frame,
     decompress_stream,
-    default_chunk_size,
     encode_block,
     make_header,
     model_options,
     predictor_for_archive,
     prefix_for_archive,
+    segment_size,
     steering,
 )
 from lmpress.coding.container import ArchiveReader, ArchiveWriter
@@ -68,16 +70,24 @@ class LmpressCompressor:
                  mix: bool | None = None, prompt: SoftPrompt | None = None, embed_prompt: str | None = None,
                  prompt_levels: int = DEFAULT_PROMPT_LEVELS) -> None:
         self._predictor = load_predictor(model, **model_options(window, precision, mix))
-        chunk_size = chunk_size or default_chunk_size(self._predictor, None, block_chunks)  # length unknown
-        self._chunk_size = chunk_size
-        self._block_bytes = chunk_size * block_chunks
+        self._block_chunks = block_chunks
         self._out = io.BytesIO()
-        self._prefix, prompt_info, prompt_code = steering(self._predictor, prompt, embed_prompt, prompt_levels)
-        header = make_header(self._predictor, chunk_size, block_chunks)
-        header.prompt, header.prompt_code = prompt_info, prompt_code
-        self._writer = ArchiveWriter(self._out, header)
+        self._prefix, self._prompt_info, self._prompt_code = steering(self._predictor, prompt, embed_prompt,
+                                                                      prompt_levels)
+        self._writer: ArchiveWriter | None = None
         self._pending = bytearray()
         self._flushed = False
+        if chunk_size is not None or self._predictor.mixer is None:
+            self._start(chunk_size or DEFAULT_CHUNK_SIZE)
+        # else whole-file segments: sized once the input's length is known (at flush), or once it exceeds
+        # the largest block, as compress() does for a whole input
+
+    def _start(self, chunk_size: int) -> None:
+        self._chunk_size = chunk_size
+        self._block_bytes = chunk_size * self._block_chunks
+        header = make_header(self._predictor, chunk_size, self._block_chunks)
+        header.prompt, header.prompt_code = self._prompt_info, self._prompt_code
+        self._writer = ArchiveWriter(self._out, header)
 
     def _take_output(self) -> bytes:
         out = self._out.getvalue()
@@ -86,6 +96,7 @@ class LmpressCompressor:
         return out
 
     def _code(self, data: bytes) -> None:
+        assert self._writer is not None
         payload = encode_block(self._predictor, data, self._chunk_size, prefix=self._prefix)
         self._writer.write_block(data, payload)
 
@@ -93,6 +104,10 @@ class LmpressCompressor:
         if self._flushed:
             raise ValueError("compressor already flushed")
         self._pending += data
+        if self._writer is None:
+            if len(self._pending) < SEGMENT_MAX * self._block_chunks:
+                return b""
+            self._start(segment_size(None))
         while len(self._pending) >= self._block_bytes:
             self._code(bytes(self._pending[: self._block_bytes]))
             del self._pending[: self._block_bytes]
@@ -102,6 +117,9 @@ class LmpressCompressor:
         if self._flushed:
             raise ValueError("repeated call to flush()")
         self._flushed = True
+        if self._writer is None:
+            self._start(segment_size(len(self._pending), self._block_chunks))
+        assert self._writer is not None
         if self._pending:
             self._code(bytes(self._pending))
             self._pending.clear()

@@ -11,6 +11,7 @@ it and the archive does not depend on the number of workers.
 from __future__ import annotations
 
 import contextlib
+import io
 import itertools
 import zlib
 from collections.abc import Callable, Iterator
@@ -33,7 +34,6 @@ from lmpress.parallel import Backend, BlockRunner
 DEFAULT_CHUNK_SIZE = 2048  # the studies' chunks; LLMs and the network alone (no mixing) by default
 DEFAULT_BLOCK_CHUNKS = 64
 SEGMENT_MIN, SEGMENT_MAX = 2048, 65536  # mixed byte models: a file is cut into block_chunks segments of this
-STREAM_SEGMENT = 8192  # ... or, when its length is unknown (a pipe), into blocks of 64 such segments
 PRECISIONS = ("exact", "float32", "bfloat16")  # "exact": integer arithmetic, portable (byte models)
 DEFAULT_PROMPT_LEVELS = 16  # quantization levels of an embedded soft prompt
 PROMPT_ID_HEX = 32  # an archive names its prompt by the first 128 bits of the prompt's SHA-256 id
@@ -260,9 +260,10 @@ class CodingStats:
 
 def segment_size(length: int | None, block_chunks: int = DEFAULT_BLOCK_CHUNKS) -> int:
     """The chunk size that cuts an input of ``length`` bytes into ``block_chunks`` segments (1 KiB multiples
-    within SEGMENT_MIN..SEGMENT_MAX): up to 4 MiB in one block, whose rows share the mixer's statistics."""
+    within SEGMENT_MIN..SEGMENT_MAX): up to 4 MiB in one block, whose rows share the mixer's statistics.
+    ``length`` None: longer than that (a stream that did not end within one largest block)."""
     if length is None:
-        return STREAM_SEGMENT
+        return SEGMENT_MAX
     per_row = -(-length // block_chunks)
     return min(max(-(-per_row // 1024) * 1024, SEGMENT_MIN), SEGMENT_MAX)
 
@@ -324,6 +325,11 @@ def compress_stream(src: BinaryIO, dst: BinaryIO, model: str = "default", *,
     options = model_options(window, precision, mix)
     predictor = load_predictor(model, **options)
     prefix, prompt_info, prompt_code = steering(predictor, prompt, embed_prompt, prompt_levels)
+    ahead = b""
+    if chunk_size is None and predictor.mixer is not None and length is None:
+        # a pipe: read up to one largest block ahead, so that a pipe and a file give the same archive
+        ahead = next(_read_blocks(src, SEGMENT_MAX * block_chunks), b"")
+        length = len(ahead) if len(ahead) < SEGMENT_MAX * block_chunks else None
     chunk_size = chunk_size or default_chunk_size(predictor, length, block_chunks)
     header = make_header(predictor, chunk_size, block_chunks)
     header.prompt, header.prompt_code = prompt_info, prompt_code
@@ -332,7 +338,8 @@ def compress_stream(src: BinaryIO, dst: BinaryIO, model: str = "default", *,
     blocks: list[bytes] = []
 
     def jobs() -> Iterator[tuple]:
-        for data in _read_blocks(src, chunk_size * block_chunks):
+        block_bytes = chunk_size * block_chunks
+        for data in itertools.chain(_read_blocks(io.BytesIO(ahead), block_bytes), _read_blocks(src, block_bytes)):
             blocks.append(data)
             yield (model, options, prefix, data, chunk_size)
 
