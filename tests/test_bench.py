@@ -5,6 +5,7 @@ import json
 import subprocess
 import sys
 
+import lmpress
 from lmpress.bench.datasets import load_dataset
 from lmpress.bench.harness import run
 
@@ -27,6 +28,9 @@ def test_classical_and_model_rows_on_tiny_data(tmp_path):
     assert model.rate < 1.0 and model.adjusted_rate > model.rate
     assert model.raw_bytes == wiki.raw_bytes
     assert by[("image", "PNG", "unchunked")].raw_bytes == image.raw_bytes
+    whole = by[("wiki", "lmpress:default", "unchunked")]  # default settings: whole file, context mixing
+    assert whole.settings["arithmetic"]["name"].endswith("+cm/v1") and whole.raw_bytes == wiki.raw_bytes
+    assert whole.compressed_bytes == sum(len(lmpress.compress(item.view)) for item in wiki.items)
 
     again = run([wiki], ["gzip"], ["chunked"], tmp_path / "cache")  # served from the cache
     assert again[0].cached and again[0].compressed_bytes == expected

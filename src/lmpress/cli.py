@@ -568,7 +568,9 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--modality", choices=["text", "image", "audio", "bytes"], help="how to read DATA paths")
     b.add_argument("--compressors", help="comma-separated: gzip,bzip2,xz,zstd,brotli,ppmd,zpaq,png,jpeg2000,"
                    "jpegxl,flac,lmpress:MODEL (default: all)")
-    b.add_argument("--protocols", nargs="+", default=["chunked", "unchunked"], choices=["chunked", "unchunked"])
+    b.add_argument("--protocols", nargs="+", default=["chunked", "unchunked"], choices=["chunked", "unchunked"],
+                   help="chunked: the studies' independent 2048-byte chunks (lmpress: the network alone); "
+                        "unchunked: whole files, as users compress them (lmpress: default settings)")
     b.add_argument("--max-bytes", type=int, help="bytes per dataset (default 1 MB; --quick 64 KB)")
     b.add_argument("--quick", action="store_true", help="a small preset that runs in a few minutes")
     b.add_argument("--out", default="bench-results", help="folder for bench.md/.json/.csv and PNG plots")

@@ -109,7 +109,12 @@ def _archive_groups(items: list) -> list[list]:
 
 
 def run_lmpress(model: str, ds: Dataset, workers: int, tick: Callable[[int], None],
-                ray: str | None = None) -> Result:
+                ray: str | None = None, protocol: str = "chunked") -> Result:
+    """``chunked``: the studies' protocol (the network alone on independent 2048-byte chunks, items sharing
+    archives); ``unchunked``: each file as a user compresses it, default settings (whole-file segments,
+    context mixing)."""
+    if protocol == "unchunked":
+        return _run_lmpress_whole(model, ds, workers, tick, ray)
     import lmpress
     from lmpress.models.registry import load_predictor
 
@@ -135,6 +140,30 @@ def run_lmpress(model: str, ds: Dataset, workers: int, tick: Callable[[int], Non
                    "parameters": info["parameters"], "workers": workers, "archives": len(groups)})
 
 
+def _run_lmpress_whole(model: str, ds: Dataset, workers: int, tick: Callable[[int], None],
+                       ray: str | None) -> Result:
+    import lmpress
+    from lmpress.models.registry import load_predictor
+
+    predictor = load_predictor(model)
+    fixed = len(lmpress.compress(b"", model))
+    total = enc_s = dec_s = 0.0
+    for item in ds.items:
+        t0 = time.perf_counter()
+        blob = lmpress.compress(item.view, model, workers=workers, ray=ray)
+        t1 = time.perf_counter()
+        _check(f"lmpress:{model} on {item.name}", item.view, lmpress.decompress(blob, workers=workers, ray=ray))
+        dec_s += time.perf_counter() - t1
+        enc_s += t1 - t0
+        total += len(blob)
+        tick(len(item.view))
+    info = predictor.describe()
+    return Result(ds.name, ds.modality, f"{LMPRESS_PREFIX}{model}", "unchunked", ds.raw_bytes, int(total),
+                  info["stored_bytes"], enc_s, dec_s, len(ds.items),
+                  {"chunk": None, "container_bytes_per_file": fixed, "model_id": predictor.model_id,
+                   "arithmetic": predictor.arithmetic, "parameters": info["parameters"], "workers": workers})
+
+
 def cache_key(ds: Dataset, compressor: str, protocol: str, settings: dict) -> str:
     blob = json.dumps([ds.digest(), compressor, protocol, settings], sort_keys=True).encode()
     return hashlib.sha256(blob).hexdigest()[:24]
@@ -142,16 +171,17 @@ def cache_key(ds: Dataset, compressor: str, protocol: str, settings: dict) -> st
 
 def run(datasets: list[Dataset], compressors: list[str], protocols: list[str], cache_dir: Path | None,
         workers: int = 1, progress=None, ray: str | None = None) -> list[Result]:
-    """Every (dataset, compressor, protocol) that applies; lmpress models run chunked only."""
+    """Every (dataset, compressor, protocol) that applies."""
     from lmpress.models.registry import load_predictor
 
     results = []
     for ds in datasets:
         for name in compressors:
             is_model = name.startswith(LMPRESS_PREFIX)
-            model_id = load_predictor(name[len(LMPRESS_PREFIX):]).model_id if is_model else None
-            for protocol in (["chunked"] if is_model else protocols):
-                key = cache_key(ds, name, protocol, {"model_id": model_id, "chunk": CHUNK})
+            predictor = load_predictor(name[len(LMPRESS_PREFIX):]) if is_model else None
+            identity = {"model_id": predictor.model_id, "arithmetic": predictor.arithmetic} if predictor else {}
+            for protocol in protocols:
+                key = cache_key(ds, name, protocol, {**identity, "chunk": CHUNK})
                 path = cache_dir / f"{key}.json" if cache_dir else None
                 if path is not None and path.exists():
                     d = json.loads(path.read_text())
@@ -162,7 +192,7 @@ def run(datasets: list[Dataset], compressors: list[str], protocols: list[str], c
                     continue
                 tick = progress or (lambda n: None)
                 if is_model:
-                    result = run_lmpress(name[len(LMPRESS_PREFIX):], ds, workers, tick, ray)
+                    result = run_lmpress(name[len(LMPRESS_PREFIX):], ds, workers, tick, ray, protocol)
                 else:
                     if name not in BASELINES:
                         raise LmpressError(f"unknown compressor {name!r} (known: {', '.join(BASELINES)}, "
