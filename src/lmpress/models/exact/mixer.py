@@ -11,9 +11,12 @@ The network sees 512 bytes; a file repeats itself over far longer distances
   ``MATCH_MIN`` bytes, predicting the byte that followed it; how often such
   predictions came true, counted per match-length bucket, sets its confidence.
 
-Every model gives each of the 256 bytes an integer log-score in 1/256 nats (the
-network its logits; a context model ``256 ln(count + 1/2)``; the match model
-``256 ln(255 hits / misses)`` on its predicted byte), and the mixer adds them with learned
+Every model gives each of the 256 bytes an integer log-score in 1/256 nats: the
+network its logits; a context model the log of a calibrated probability (how
+often, in this order, a byte with that count in a context with that many
+counts came next: hits over trials per count bin and total bin, learned while
+coding); the match model ``256 ln(255 hits / misses)`` on its predicted byte.
+The mixer adds them with learned
 weights, a geometric mixture: ``logit(s) = sum_i w_i score_i(s)``, turned into
 the coder's frequencies like the network's own logits. After each byte the
 weights follow the gradient of its code length, ``w_i += lr (score_i(x) -
@@ -63,11 +66,25 @@ def count_scores() -> np.ndarray:
                      for c in range(COUNT_LIMIT + 2)], dtype=np.int64)
 
 
+BINS = 16  # counts and row totals in bins: 0..7 exactly, then by powers of two
+PROBABILITY_STEPS = 4096
+CALIBRATION_LIMIT = 1 << 16  # trials per cell before its counts halve
+
+
+def probability_scores() -> np.ndarray:
+    """round(256 * ln((i + 1/2) / PROBABILITY_STEPS)) for i < PROBABILITY_STEPS, by ``decimal``."""
+    ctx = Context(prec=40)
+    steps = Decimal(PROBABILITY_STEPS)
+    return np.array([int(ctx.multiply(256, ctx.ln((Decimal(i) + Decimal(1) / 2) / steps)).to_integral_value())
+                     for i in range(PROBABILITY_STEPS)], dtype=np.int64)
+
+
 def digest() -> str:
     """SHA-256 of the mixer's definition (its constants and tables), part of an archive's arithmetic id."""
     constants = {k: v for k, v in globals().items() if k.isupper() and isinstance(v, (int, str, tuple))}
     h = hashlib.sha256(json.dumps(constants, sort_keys=True).encode())
     h.update(count_scores().astype("<i8").tobytes())
+    h.update(probability_scores().astype("<i8").tobytes())
     return h.hexdigest()
 
 
@@ -83,6 +100,7 @@ class ContextMixer:
         self.total = total
         self.logit_exp = logit_exp
         self.scores = count_scores()
+        self.probability_scores = probability_scores()
         self.orders = np.array(orders, dtype=np.int64)
         self.use_match = match
 
@@ -90,6 +108,10 @@ class ContextMixer:
         n = len(self.orders)
         self.counts = np.zeros((n, 1 << TABLE_BITS, 256), dtype=np.uint16)
         self.checks = np.zeros((n, 1 << TABLE_BITS), dtype=np.int64)
+        # per order, row-total bin and count bin: how often a byte with that count came next (hits, trials)
+        self.calibration = np.zeros((n, BINS, BINS, 2), dtype=np.int64)
+        self.row_scores = np.zeros((batch, n, BINS), dtype=np.int64)
+        self.total_bins = np.zeros((batch, n), dtype=np.int64)
         self.weights = np.zeros((LENGTH_BUCKETS * (n + 1), n + 2), dtype=np.int64)
         self.weights[:, 0] = 1 << WEIGHT_BITS  # the network alone, until the others earn their weight,
         self.weights[:, -1] = 1 << WEIGHT_BITS  # and the match model, whose score is calibrated by its hits
@@ -109,7 +131,8 @@ class ContextMixer:
         """Coder weights (int64 [batch, 256]) for the network's integer logits of this step."""
         self.network[:] = logits
         _predict(self.network, self.history, self.steps, self.rows, self.orders, self.counts, self.checks,
-                 self.scores, self.match, self.match_stats, self.weights, self.sets, self.context_rows, self.mixed)
+                 self.scores, self.match, self.match_stats, self.weights, self.sets, self.context_rows,
+                 self.calibration, self.probability_scores, self.row_scores, self.total_bins, self.mixed)
         self.coder_weights = ops.frequencies_from_logits(self.mixed, self.logit_exp, self.total)
         return self.coder_weights
 
@@ -119,14 +142,26 @@ class ContextMixer:
             self.history = np.concatenate([self.history, np.zeros_like(self.history)], axis=1)
         _update(np.asarray(symbols, dtype=np.int64), self.network, self.coder_weights, self.total, self.history,
                 self.steps, self.rows, self.counts, self.scores, self.match, self.match_stats, self.weights,
-                self.sets, self.context_rows)
+                self.sets, self.context_rows, self.calibration, self.row_scores, self.total_bins)
         self.steps += 1
         if self.use_match:
             _find_matches(self.history, self.steps, self.rows, self.match, self.match_table)
 
     def retain(self, rows: np.ndarray) -> None:
-        for name in ("rows", "context_rows", "match", "sets", "network", "mixed", "coder_weights"):
+        for name in ("rows", "context_rows", "match", "sets", "network", "mixed", "coder_weights", "row_scores",
+                     "total_bins"):
             setattr(self, name, np.ascontiguousarray(getattr(self, name)[rows]))
+
+
+@njit(cache=True, nogil=True)
+def _bin(n):  # pragma: no cover - compiled
+    if n < 8:
+        return n
+    bits = 0
+    while n > 0:
+        bits += 1
+        n >>= 1
+    return min(bits + 4, BINS - 1)  # 8-15 -> 8, 16-31 -> 9, ...
 
 
 @njit(cache=True, nogil=True)
@@ -167,7 +202,7 @@ def _context_row(history, row, t, order, k):  # pragma: no cover - compiled
 
 @njit(cache=True, nogil=True)
 def _predict(network, history, t, rows, orders, counts, checks, scores, match, match_stats, weights, sets,
-             context_rows, mixed):  # pragma: no cover - compiled
+             context_rows, calibration, probability_scores, row_scores, total_bins, mixed):  # pragma: no cover
     n_orders = orders.shape[0]
     for b in range(network.shape[0]):
         row = rows[b]
@@ -180,16 +215,22 @@ def _predict(network, history, t, rows, orders, counts, checks, scores, match, m
         seen = 0
         for k in range(n_orders):
             c = counts[k, context_rows[b, k]]
+            n = np.int64(0)
             for s in range(256):
-                if c[s] != 0:
-                    seen += 1
-                    break
+                n += c[s]
+            if n > 0:
+                seen += 1
+            tb = _bin(n)
+            total_bins[b, k] = tb
+            for cb in range(BINS):  # the calibrated score of a byte with a count in bin cb
+                hits, trials = calibration[k, tb, cb, 0], calibration[k, tb, cb, 1]
+                row_scores[b, k, cb] = probability_scores[((2 * hits + 1) * PROBABILITY_STEPS) // (2 * trials + 2)]
         sets[b] = _length_bucket(match[b, 0]) * (n_orders + 1) + seen
         w = weights[sets[b]]
         for s in range(256):
             acc = w[0] * network[b, s]
             for k in range(n_orders):
-                acc += w[1 + k] * scores[counts[k, context_rows[b, k], s]]
+                acc += w[1 + k] * row_scores[b, k, _bin(np.int64(counts[k, context_rows[b, k], s]))]
             mixed[b, s] = acc
         if match[b, 0] > 0:
             hits, misses = match_stats[_length_bucket(match[b, 0])]
@@ -201,7 +242,7 @@ def _predict(network, history, t, rows, orders, counts, checks, scores, match, m
 
 @njit(cache=True, nogil=True)
 def _update(symbols, network, coder_weights, total, history, t, rows, counts, scores, match, match_stats, weights,
-            sets, context_rows):  # pragma: no cover - compiled
+            sets, context_rows, calibration, row_scores, total_bins):  # pragma: no cover - compiled
     n_orders = context_rows.shape[1]
     grad = np.empty(2 + n_orders, dtype=np.int64)
     for b in range(symbols.shape[0]):
@@ -214,10 +255,11 @@ def _update(symbols, network, coder_weights, total, history, t, rows, counts, sc
         grad[0] = network[b, x] - expect_net // total
         for k in range(n_orders):
             c = counts[k, context_rows[b, k]]
+            rs = row_scores[b, k]
             expect = np.int64(0)
             for s in range(256):
-                expect += (coder_weights[b, s] + 1) * scores[c[s]]
-            grad[1 + k] = scores[c[x]] - expect // total
+                expect += (coder_weights[b, s] + 1) * rs[_bin(np.int64(c[s]))]
+            grad[1 + k] = rs[_bin(np.int64(c[x]))] - expect // total
         grad[1 + n_orders] = 0
         if match[b, 0] > 0:
             predicted = history[match[b, 1], match[b, 2]]
@@ -233,6 +275,14 @@ def _update(symbols, network, coder_weights, total, history, t, rows, counts, sc
             w[i] += (grad[i] * LEARNING_RATE) >> LEARNING_SHIFT
         for k in range(n_orders):
             c = counts[k, context_rows[b, k]]
+            cal = calibration[k, total_bins[b, k]]
+            for s in range(256):
+                cal[_bin(np.int64(c[s])), 1] += 1
+            cal[_bin(np.int64(c[x])), 0] += 1
+            for cb in range(BINS):
+                if cal[cb, 1] > CALIBRATION_LIMIT:
+                    cal[cb, 0] >>= 1
+                    cal[cb, 1] >>= 1
             c[x] += 1
             if c[x] > COUNT_LIMIT:
                 for s in range(256):
