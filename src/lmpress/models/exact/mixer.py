@@ -101,6 +101,7 @@ class ContextMixer:
         self.logit_exp = logit_exp
         self.scores = count_scores()
         self.probability_scores = probability_scores()
+        self.count_bins = np.array([_bin(c) for c in range(COUNT_LIMIT + 2)], dtype=np.int64)  # bin of a count
         self.orders = np.array(orders, dtype=np.int64)
         self.use_match = match
 
@@ -132,7 +133,8 @@ class ContextMixer:
         self.network[:] = logits
         _predict(self.network, self.history, self.steps, self.rows, self.orders, self.counts, self.checks,
                  self.scores, self.match, self.match_stats, self.weights, self.sets, self.context_rows,
-                 self.calibration, self.probability_scores, self.row_scores, self.total_bins, self.mixed)
+                 self.calibration, self.probability_scores, self.row_scores, self.total_bins, self.count_bins,
+                 self.mixed)
         self.coder_weights = ops.frequencies_from_logits(self.mixed, self.logit_exp, self.total)
         return self.coder_weights
 
@@ -142,7 +144,7 @@ class ContextMixer:
             self.history = np.concatenate([self.history, np.zeros_like(self.history)], axis=1)
         _update(np.asarray(symbols, dtype=np.int64), self.network, self.coder_weights, self.total, self.history,
                 self.steps, self.rows, self.counts, self.scores, self.match, self.match_stats, self.weights,
-                self.sets, self.context_rows, self.calibration, self.row_scores, self.total_bins)
+                self.sets, self.context_rows, self.calibration, self.row_scores, self.total_bins, self.count_bins)
         self.steps += 1
         if self.use_match:
             _find_matches(self.history, self.steps, self.rows, self.match, self.match_table)
@@ -202,7 +204,8 @@ def _context_row(history, row, t, order, k):  # pragma: no cover - compiled
 
 @njit(cache=True, nogil=True)
 def _predict(network, history, t, rows, orders, counts, checks, scores, match, match_stats, weights, sets,
-             context_rows, calibration, probability_scores, row_scores, total_bins, mixed):  # pragma: no cover
+             context_rows, calibration, probability_scores, row_scores, total_bins, count_bins,
+             mixed):  # pragma: no cover - compiled
     n_orders = orders.shape[0]
     for b in range(network.shape[0]):
         row = rows[b]
@@ -230,7 +233,7 @@ def _predict(network, history, t, rows, orders, counts, checks, scores, match, m
         for s in range(256):
             acc = w[0] * network[b, s]
             for k in range(n_orders):
-                acc += w[1 + k] * row_scores[b, k, _bin(np.int64(counts[k, context_rows[b, k], s]))]
+                acc += w[1 + k] * row_scores[b, k, count_bins[counts[k, context_rows[b, k], s]]]
             mixed[b, s] = acc
         if match[b, 0] > 0:
             hits, misses = match_stats[_length_bucket(match[b, 0])]
@@ -242,7 +245,7 @@ def _predict(network, history, t, rows, orders, counts, checks, scores, match, m
 
 @njit(cache=True, nogil=True)
 def _update(symbols, network, coder_weights, total, history, t, rows, counts, scores, match, match_stats, weights,
-            sets, context_rows, calibration, row_scores, total_bins):  # pragma: no cover - compiled
+            sets, context_rows, calibration, row_scores, total_bins, count_bins):  # pragma: no cover - compiled
     n_orders = context_rows.shape[1]
     grad = np.empty(2 + n_orders, dtype=np.int64)
     for b in range(symbols.shape[0]):
@@ -258,8 +261,8 @@ def _update(symbols, network, coder_weights, total, history, t, rows, counts, sc
             rs = row_scores[b, k]
             expect = np.int64(0)
             for s in range(256):
-                expect += (coder_weights[b, s] + 1) * rs[_bin(np.int64(c[s]))]
-            grad[1 + k] = rs[_bin(np.int64(c[x]))] - expect // total
+                expect += (coder_weights[b, s] + 1) * rs[count_bins[c[s]]]
+            grad[1 + k] = rs[count_bins[c[x]]] - expect // total
         grad[1 + n_orders] = 0
         if match[b, 0] > 0:
             predicted = history[match[b, 1], match[b, 2]]
@@ -277,8 +280,8 @@ def _update(symbols, network, coder_weights, total, history, t, rows, counts, sc
             c = counts[k, context_rows[b, k]]
             cal = calibration[k, total_bins[b, k]]
             for s in range(256):
-                cal[_bin(np.int64(c[s])), 1] += 1
-            cal[_bin(np.int64(c[x])), 0] += 1
+                cal[count_bins[c[s]], 1] += 1
+            cal[count_bins[c[x]], 0] += 1
             for cb in range(BINS):
                 if cal[cb, 1] > CALIBRATION_LIMIT:
                     cal[cb, 0] >>= 1
