@@ -231,6 +231,8 @@ def run_info(args) -> int:
         else:
             print(f"  arithmetic   {a['name']} (float kernels: decodes only on the kind of CPU and torch build "
                   "that made it)")
+        if m.get("mixer"):
+            print(f"  mixing       {m['mixer']}: the network mixed with context and match models")
         print(f"  format       version {r['format_version']}")
         if (prompt := r["prompt"]) is not None:
             where = "named only (decode with --prompt)"
