@@ -117,3 +117,12 @@ def test_terminal_refusal_not_needed_for_pipes(text_file):
 def test_models_lists_default():
     r = lmpress("models")
     assert r.returncode == 0 and b"default" in r.stdout
+
+
+def test_impossible_chunking_is_one_clear_line(text_file, tmp_path):
+    out = tmp_path / "x.lmpz"
+    for flags in (["--chunk-size", "0"], ["--block-chunks", "0"]):
+        r = lmpress("-q", *flags, "-o", str(out), str(text_file))
+        err = r.stderr.decode()
+        assert r.returncode == 1 and err.count("\n") == 1 and "must be between" in err and "Traceback" not in err
+        assert not out.exists()

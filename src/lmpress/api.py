@@ -78,7 +78,7 @@ class LmpressCompressor:
         self._pending = bytearray()
         self._flushed = False
         if chunk_size is not None or self._predictor.mixer is None:
-            self._start(chunk_size or DEFAULT_CHUNK_SIZE)
+            self._start(DEFAULT_CHUNK_SIZE if chunk_size is None else chunk_size)
         # else whole-file segments: sized once the input's length is known (at flush), or once it exceeds
         # the largest block, as compress() does for a whole input
 

@@ -22,6 +22,7 @@ from lmpress.codec import (
     DEFAULT_CHUNK_SIZE,
     DEFAULT_PROMPT_LEVELS,
     CodingStats,
+    check_chunking,
     compress_stream,
     decompress_stream,
     segment_size,
@@ -109,7 +110,9 @@ def _output_name(src: Path, decompress: bool) -> Path:
 
 
 def _code(args, src: BinaryIO, dst: BinaryIO, size: int | None, decompress: bool) -> CodingStats:
-    block_bytes = (args.chunk_size or segment_size(size, args.block_chunks)) * args.block_chunks
+    check_chunking(args.chunk_size, args.block_chunks)
+    chunk_size = segment_size(size, args.block_chunks) if args.chunk_size is None else args.chunk_size
+    block_bytes = chunk_size * args.block_chunks
     workers = _workers(args.workers, None if decompress else size, block_bytes, args.ray)
     bar, callback = _progress(args, size, "decompress" if decompress else "compress")
     try:

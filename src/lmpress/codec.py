@@ -197,9 +197,7 @@ def encode_job(model: str, options: dict, prefix: np.ndarray | None, data: bytes
 
 def decode_job(model: str, options: dict, prefix: np.ndarray | None, payload: bytes, frame: BlockFrame,
                chunk_size: int) -> bytes:
-    if frame.stored:  # no model needed
-        return payload
-    return decode_block(load_predictor(model, **options), payload, frame.raw_length, chunk_size, prefix=prefix)
+    return decode_frame(load_predictor(model, **options), frame, payload, chunk_size, prefix=prefix)
 
 
 def decode_frame(predictor: Predictor, frame: BlockFrame, payload: bytes, chunk_size: int,
@@ -273,11 +271,15 @@ def default_chunk_size(predictor: Predictor, length: int | None, block_chunks: i
     return segment_size(length, block_chunks) if predictor.mixer is not None else DEFAULT_CHUNK_SIZE
 
 
-def make_header(predictor: Predictor, chunk_size: int, block_chunks: int) -> Header:
-    if not 1 <= chunk_size <= 1 << 20:
+def check_chunking(chunk_size: int | None, block_chunks: int) -> None:
+    if chunk_size is not None and not 1 <= chunk_size <= 1 << 20:
         raise LmpressError(f"chunk size must be between 1 and {1 << 20} bytes")
     if not 1 <= block_chunks <= 4096:
         raise LmpressError("block size must be between 1 and 4096 chunks")
+
+
+def make_header(predictor: Predictor, chunk_size: int, block_chunks: int) -> Header:
+    check_chunking(chunk_size, block_chunks)
     arithmetic = predictor.arithmetic or {"name": predictor.precision}
     return Header(predictor.name, predictor.model_id, predictor.describe(), chunk_size, block_chunks, CODER,
                   arithmetic=dict(arithmetic))
@@ -330,7 +332,8 @@ def compress_stream(src: BinaryIO, dst: BinaryIO, model: str = "default", *,
         # a pipe: read up to one largest block ahead, so that a pipe and a file give the same archive
         ahead = next(_read_blocks(src, SEGMENT_MAX * block_chunks), b"")
         length = len(ahead) if len(ahead) < SEGMENT_MAX * block_chunks else None
-    chunk_size = chunk_size or default_chunk_size(predictor, length, block_chunks)
+    if chunk_size is None:
+        chunk_size = default_chunk_size(predictor, length, block_chunks)
     header = make_header(predictor, chunk_size, block_chunks)
     header.prompt, header.prompt_code = prompt_info, prompt_code
     writer = ArchiveWriter(dst, header)

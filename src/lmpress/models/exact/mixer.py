@@ -36,6 +36,7 @@ from __future__ import annotations
 import hashlib
 import json
 from decimal import Context, Decimal
+from functools import cache
 
 import numpy as np
 from numba import njit
@@ -58,12 +59,18 @@ LEARNING_SHIFT = 10
 LENGTH_BUCKETS = 8  # weight vectors by match length (0, 1, 2-3, 4-7, ..., >= 64) x contexts seen (0 .. orders)
 
 
+def _read_only(a: np.ndarray) -> np.ndarray:
+    a.flags.writeable = False
+    return a
+
+
+@cache
 def count_scores() -> np.ndarray:
     """round(256 * ln(c + 1/2)) for c = 0 .. COUNT_LIMIT + 1, by 40-digit ``decimal`` (no libm)."""
     ctx = Context(prec=40)
     half = Decimal(1) / 2
-    return np.array([int((ctx.multiply(256, ctx.ln(Decimal(c) + half))).to_integral_value())
-                     for c in range(COUNT_LIMIT + 2)], dtype=np.int64)
+    return _read_only(np.array([int((ctx.multiply(256, ctx.ln(Decimal(c) + half))).to_integral_value())
+                                for c in range(COUNT_LIMIT + 2)], dtype=np.int64))
 
 
 BINS = 16  # counts and row totals in bins: 0..7 exactly, then by powers of two
@@ -71,14 +78,17 @@ PROBABILITY_STEPS = 4096
 CALIBRATION_LIMIT = 1 << 16  # trials per cell before its counts halve
 
 
+@cache
 def probability_scores() -> np.ndarray:
     """round(256 * ln((i + 1/2) / PROBABILITY_STEPS)) for i < PROBABILITY_STEPS, by ``decimal``."""
     ctx = Context(prec=40)
     steps = Decimal(PROBABILITY_STEPS)
-    return np.array([int(ctx.multiply(256, ctx.ln((Decimal(i) + Decimal(1) / 2) / steps)).to_integral_value())
-                     for i in range(PROBABILITY_STEPS)], dtype=np.int64)
+    return _read_only(np.array(
+        [int(ctx.multiply(256, ctx.ln((Decimal(i) + Decimal(1) / 2) / steps)).to_integral_value())
+         for i in range(PROBABILITY_STEPS)], dtype=np.int64))
 
 
+@cache
 def digest() -> str:
     """SHA-256 of the mixer's definition (its constants and tables), part of an archive's arithmetic id."""
     constants = {k: v for k, v in globals().items() if k.isupper() and isinstance(v, (int, str, tuple))}
@@ -139,10 +149,10 @@ class ContextMixer:
         return self.coder_weights
 
     def update(self, symbols: np.ndarray) -> None:
-        """Learn from the bytes just coded (one per batch row), then record them."""
+        """Learn from the bytes just coded (int64, one per batch row), then record them."""
         if self.steps == self.history.shape[1]:
             self.history = np.concatenate([self.history, np.zeros_like(self.history)], axis=1)
-        _update(np.asarray(symbols, dtype=np.int64), self.network, self.coder_weights, self.total, self.history,
+        _update(symbols, self.network, self.coder_weights, self.total, self.history,
                 self.steps, self.rows, self.counts, self.scores, self.match, self.match_stats, self.weights,
                 self.sets, self.context_rows, self.calibration, self.row_scores, self.total_bins, self.count_bins)
         self.steps += 1
