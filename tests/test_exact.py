@@ -65,6 +65,49 @@ def test_kernels_match_their_definitions_in_python_integers():
             assert out[b, o] == (t * int(scale[b]) + (1 << 8)) >> 9
 
 
+def _python_attention(q, q_amax, keys, k_amax, values, v_amax, row_mul_shift, table):
+    """The attention step's definition (``kernels.attention``) for one query, in Python integers."""
+    from lmpress.models.exact.byte_model import MUL_SHIFT, SCORE_SHIFT
+
+    scores = [sum(int(a) * int(b) for a, b in zip(q, key)) * int(ka) for key, ka in zip(keys, k_amax)]
+    row_mul = (int(q_amax) << row_mul_shift) // (127 * 127)
+    last = len(table) - 1
+    p = [int(table[min((((max(scores) - s) >> SCORE_SHIFT) * row_mul) >> MUL_SHIFT, last)]) for s in scores]
+    w = [pj * int(va) for pj, va in zip(p, v_amax)]
+    peak = max(1, *w)
+    inverse = (1 << kernels.WEIGHT_BITS << 40) // peak
+    w14 = [(wj * inverse + (1 << 39)) >> 40 for wj in w]
+    shift = max(0, peak.bit_length() - 24)
+    out = []
+    for c in range(len(q)):
+        t = (sum(wj * int(v[c]) for wj, v in zip(w14, values)) * (peak >> shift)) // sum(p)
+        back = shift - kernels.WEIGHT_BITS
+        out.append(t << back if back >= 0 else (t + (1 << (-back - 1))) >> -back)
+    return out
+
+
+@pytest.mark.parametrize("groups,head_dim,n", [(4, 32, 300), (3, 18, 1030)])
+def test_attention_kernel_matches_its_definition(groups, head_dim, n):
+    """Any group count, a head size that is not a multiple of 4, and more than SUM_PART positions."""
+    from lmpress.models.exact.byte_model import MUL_SHIFT, ROW_MUL_SHIFT, SCORE_SHIFT, attention_tables
+
+    rng = np.random.default_rng(n)
+    b, h, span = 2, 2, n + 5
+    table = attention_tables()
+    q = rng.integers(-127, 128, (b, h, groups, head_dim)).astype(np.int32)
+    q_amax = rng.integers(1, 1 << 16, (b, h, groups))
+    keys = rng.integers(-127, 128, (b, h, span, head_dim)).astype(np.int8)
+    values = rng.integers(-127, 128, (b, h, span, head_dim)).astype(np.int8)
+    k_amax, v_amax = rng.integers(1, 1 << 12, (b, h, span)), rng.integers(1, 1 << 20, (b, h, span))
+    out = np.empty((b, h, groups, head_dim), np.int64)
+    kernels.attention(q, q_amax, np.ascontiguousarray(np.swapaxes(keys, -1, -2)), k_amax, values, v_amax, n,
+                      ROW_MUL_SHIFT, SCORE_SHIFT, MUL_SHIFT, table, out)
+    for i, j, g in [(0, 0, 0), (1, 1, groups - 1), (0, 1, 1)]:
+        expected = _python_attention(q[i, j, g], q_amax[i, j, g], keys[i, j, :n], k_amax[i, j, :n],
+                                     values[i, j, :n], v_amax[i, j, :n], ROW_MUL_SHIFT, table)
+        assert out[i, j, g].tolist() == expected
+
+
 def test_int_linear_exact_for_any_kernel_order():
     """q @ W on int8 values in float32 equals the int64 product (all partial sums below 2**24)."""
     rng = np.random.default_rng(1)

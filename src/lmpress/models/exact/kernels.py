@@ -25,71 +25,90 @@ def attention(q, q_amax, k_cache, k_amax, v_cache, v_amax, n, row_mul_shift, sco
 
     q        int32 [B, H, G, hd]  int8-valued queries (1/sqrt(hd) folded in), H kv heads of G queries
     q_amax   int64 [B, H, G]      their scales: query = q * q_amax / 127 at f bits
-    k_cache  int8  [B, H, hd, span], k_amax int64 [B, H, span]  keys (transposed), the same way
-    v_cache  int8  [B, H, hd, span], v_amax int64 [B, H, span]  values (transposed)
+    k_cache  int8  [B, H, hd, span], k_amax int64 [B, H, span]  keys (dimension-major), the same way
+    v_cache  int8  [B, H, span, hd], v_amax int64 [B, H, span]  values (position-major)
     out      int64 [B, H, G, hd]  sum_j p_j * v_amax_j * v_j / sum_j p_j  (so the output is out / (127 * 2**f))
 
     Score_j (nats) = (q . k_j) * q_amax * k_amax_j / (127**2 * 2**(2 f)). With S_j = (q . k_j) * k_amax_j,
-    p_j = exp_table[((max S - S_j) >> score_shift) * row_mul >> mul_shift] (index clipped to the table),
-    row_mul = (q_amax << row_mul_shift) // 127**2, which makes the index the score gap in table steps.
-    The weights w_j = p_j * v_amax_j are rescaled to WEIGHT_BITS (w_j * 2**14 // max w, rounded) for
-    an int32 sum with the int8 values; the peak and sum of p bring the scale back.
+    p_j = exp_table[((max S - S_j) >> score_shift) * row_mul >> mul_shift] (index clipped to the table,
+    whose last entry is 0), row_mul = (q_amax << row_mul_shift) // 127**2, which makes the index the score
+    gap in table steps. The weights w_j = p_j * v_amax_j are rescaled to WEIGHT_BITS (w_j * 2**14 // max w,
+    rounded) for an int32 sum with the int8 values; the peak and sum of p bring the scale back.
+
+    The loops are laid out for the compiler's vectorizer (long inner loops without branches; keys read
+    along positions, values along dimensions, every value row shared by the G queries); any layout
+    computes the same integers.
     """
     b_n, h_n, g_n, hd = q.shape
     last = exp_table.shape[0] - 1
-    dots = np.empty((g_n, n), dtype=np.int32)
-    pav = np.empty((g_n, n), dtype=np.int64)
+    dots = np.empty(n, dtype=np.int32)
     scores = np.empty(n, dtype=np.int64)
-    weights = np.empty((g_n, n), dtype=np.int16)
-    sums = np.empty((g_n, hd), dtype=np.int64)
+    pav = np.empty(n, dtype=np.int64)
+    weights = np.empty((g_n, n), dtype=np.int32)
     peaks = np.empty(g_n, dtype=np.int64)
     totals = np.empty(g_n, dtype=np.int64)
+    part = np.empty((g_n, hd), dtype=np.int32)
+    sums = np.empty((g_n, hd), dtype=np.int64)
     for b in range(b_n):
         for h in range(h_n):
             keys, values = k_cache[b, h], v_cache[b, h]
-            dots[:, :] = 0
-            for c in range(hd):
-                for g in range(g_n):
-                    qc = q[b, h, g, c]
-                    for j in range(n):
-                        dots[g, j] += qc * np.int32(keys[c, j])
+            ka, va = k_amax[b, h], v_amax[b, h]
             for g in range(g_n):
+                qg = q[b, h, g]
+                dots[:] = 0
+                for c in range(0, hd - 3, 4):  # four key rows per pass: a quarter of the loads and stores
+                    q0, q1, q2, q3 = qg[c], qg[c + 1], qg[c + 2], qg[c + 3]
+                    k0, k1, k2, k3 = keys[c, :n], keys[c + 1, :n], keys[c + 2, :n], keys[c + 3, :n]
+                    for j in range(n):
+                        dots[j] += (q0 * np.int32(k0[j]) + q1 * np.int32(k1[j])) + (
+                            q2 * np.int32(k2[j]) + q3 * np.int32(k3[j]))
+                for c in range(hd - hd % 4, hd):
+                    qc, kc = qg[c], keys[c, :n]
+                    for j in range(n):
+                        dots[j] += qc * np.int32(kc[j])
                 top = np.int64(-(1 << 62))
                 for j in range(n):
-                    s = np.int64(dots[g, j]) * k_amax[b, h, j]
+                    s = np.int64(dots[j]) * ka[j]
                     scores[j] = s
                     top = max(top, s)
                 row_mul = (q_amax[b, h, g] << row_mul_shift) // SCORE_DIVISOR
-                # gaps from here on index the table's last entry (0): skip them
-                far = (((np.int64(last) << mul_shift) + row_mul - 1) // max(row_mul, 1)) << score_shift
+                for j in range(n):
+                    pav[j] = exp_table[min((((top - scores[j]) >> score_shift) * row_mul) >> mul_shift, last)]
                 total = np.int64(0)
                 peak = np.int64(1)
                 for j in range(n):
-                    gap = top - scores[j]
-                    w = np.int64(0)
-                    if gap < far:
-                        p = exp_table[min(((gap >> score_shift) * row_mul) >> mul_shift, last)]
-                        total += p
-                        w = p * v_amax[b, h, j]
-                        peak = max(peak, w)
-                    pav[g, j] = w
+                    total += pav[j]
+                    w = pav[j] * va[j]
+                    pav[j] = w
+                    peak = max(peak, w)
                 inverse = (np.int64(1 << WEIGHT_BITS) << 40) // peak
+                wg = weights[g]
                 for j in range(n):
-                    weights[g, j] = np.int16((pav[g, j] * inverse + (1 << 39)) >> 40)
+                    wg[j] = np.int32((pav[j] * inverse + (1 << 39)) >> 40)
                 peaks[g] = peak
                 totals[g] = total
-            for g in range(g_n):
-                for c in range(hd):
-                    sums[g, c] = 0
-                for start in range(0, n, SUM_PART):  # int32 parts: 2**14 * 127 * 1024 < 2**31
-                    stop = min(start + SUM_PART, n)
-                    w = weights[g, start:stop]
+            sums[:, :] = 0
+            for start in range(0, n, SUM_PART):  # int32 parts: 2**14 * 127 * 1024 < 2**31
+                stop = min(start + SUM_PART, n)
+                part[:, :] = 0
+                j = start
+                while j + 4 <= stop:  # four value rows per pass
+                    v0, v1, v2, v3 = values[j], values[j + 1], values[j + 2], values[j + 3]
+                    for g in range(g_n):
+                        w0, w1, w2, w3 = weights[g, j], weights[g, j + 1], weights[g, j + 2], weights[g, j + 3]
+                        acc = part[g]
+                        for c in range(hd):
+                            acc[c] += (w0 * np.int32(v0[c]) + w1 * np.int32(v1[c])) + (
+                                w2 * np.int32(v2[c]) + w3 * np.int32(v3[c]))
+                    j += 4
+                while j < stop:
+                    for g in range(g_n):
+                        for c in range(hd):
+                            part[g, c] += weights[g, j] * np.int32(values[j, c])
+                    j += 1
+                for g in range(g_n):
                     for c in range(hd):
-                        row = values[c, start:stop]
-                        part = np.int32(0)
-                        for j in range(stop - start):
-                            part += np.int32(w[j]) * np.int32(row[j])
-                        sums[g, c] += part
+                        sums[g, c] += part[g, c]
             for g in range(g_n):
                 shift = 0  # peak >> shift fits 24 bits, so sum * (peak >> shift) fits int64
                 while (peaks[g] >> shift) >= (1 << 24):
@@ -224,8 +243,8 @@ def _quantize_into(vec, q, row):  # pragma: no cover - compiled
 def qkv_step(y, multiplier, row_scale, pre_shift, shift, limit, head_gain, cos, sin, rope_bits, n_q, n_kv,
              q, q_amax, k_cache, k_amax, v_cache, v_amax, slot):  # pragma: no cover - compiled
     """The qkv projection's rescale (clipped to +-limit), RoPE on queries and keys, int8 quantization
-    per head; queries into ``q`` int32 [B, n_q, hd] / ``q_amax`` [B, n_q], keys and values into
-    the caches [B, n_kv, hd, span] at ``slot``.
+    per head; queries into ``q`` int32 [B, n_q, hd] / ``q_amax`` [B, n_q], keys into ``k_cache``
+    [B, n_kv, hd, span] and values into ``v_cache`` [B, n_kv, span, hd] at ``slot``.
 
     ``head_gain`` int64 [2, hd] (or [0, hd]: none): RMSNorm of each query (row 0) and key (row 1) head
     before RoPE (Gemma 3's q/k norms), the gains at the heads' fixed point: v * gain // isqrt(mean(v*v)).
@@ -267,7 +286,7 @@ def qkv_step(y, multiplier, row_scale, pre_shift, shift, limit, head_gain, cos, 
                 k_amax[b, head - n_q, slot] = amax
             else:
                 for c in range(hd):
-                    v_cache[b, head - n_q - n_kv, c, slot] = quantized[0, c]
+                    v_cache[b, head - n_q - n_kv, slot, c] = quantized[0, c]
                 v_amax[b, head - n_q - n_kv, slot] = amax
 
 
