@@ -103,14 +103,16 @@ class _Linear:
 
     def matmul(self, q: np.ndarray) -> np.ndarray:
         """q @ W exactly: int8 q in one ``_int_mm``; 16-bit q (int64, |q| <= WIDE_MAX) as q = 256 hi + lo
-        with int8 halves, in two (int32 products of hi stay below 2**31 for K < 2**15)."""
+        with int8 halves, stacked as rows of one ``_int_mm`` (the weights, which bound a step's time, are
+        read once; int32 products of hi stay below 2**31 for K < 2**15)."""
         if q.dtype == np.int8:
             return torch._int_mm(torch.from_numpy(q), self.weight).numpy()
-        hi, lo = np.empty(q.shape, np.int8), np.empty(q.shape, np.int8)
-        k.split_wide(q, hi, lo)
-        y = np.empty((q.shape[0], self.weight.shape[1]), dtype=np.int64)
-        k.join_wide(torch._int_mm(torch.from_numpy(hi), self.weight).numpy(),
-                    torch._int_mm(torch.from_numpy(lo), self.weight).numpy(), y)
+        rows = q.shape[0]
+        halves = np.empty((2 * rows, q.shape[1]), np.int8)
+        k.split_wide(q, halves[:rows], halves[rows:])
+        both = torch._int_mm(torch.from_numpy(halves), self.weight).numpy()
+        y = np.empty((rows, self.weight.shape[1]), dtype=np.int64)
+        k.join_wide(both[:rows], both[rows:], y)
         return y
 
 
