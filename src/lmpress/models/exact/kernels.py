@@ -72,8 +72,12 @@ def attention(q, q_amax, k_cache, k_amax, v_cache, v_amax, n, row_mul_shift, sco
                     scores[j] = s
                     top = max(top, s)
                 row_mul = (q_amax[b, h, g] << row_mul_shift) // SCORE_DIVISOR
+                # shifted gaps from ``cap`` on index the table's last entry (0): clamping them there changes no
+                # index and keeps gap * row_mul within int64 for any scores
+                cap = ((np.int64(last) << mul_shift) + row_mul - 1) // max(row_mul, 1)
                 for j in range(n):
-                    pav[j] = exp_table[min((((top - scores[j]) >> score_shift) * row_mul) >> mul_shift, last)]
+                    gap = min((top - scores[j]) >> score_shift, cap)
+                    pav[j] = exp_table[min((gap * row_mul) >> mul_shift, last)]
                 total = np.int64(0)
                 peak = np.int64(1)
                 for j in range(n):
