@@ -32,7 +32,7 @@ from lmpress.data.views import files_of
 from lmpress.errors import LmpressError
 from lmpress.models.bpe import train_bpe, vocabulary
 from lmpress.models.byte_predictor import teacher_forced_bits
-from lmpress.models.store import model_id, save_model
+from lmpress.models.store import load_model, model_id, save_model
 from lmpress.models.transformer import BOS, PRESETS, ByteTransformer, TransformerConfig
 from lmpress.models.vocab import TokenVocabulary
 from lmpress.progress import Progress
@@ -61,6 +61,7 @@ class TrainConfig:
     vocab: int = 256  # symbols: the 256 bytes, or a byte-level BPE vocabulary of this size (text only)
     command: str = ""
     export_only: bool = False  # write model.pt from the latest checkpoint without training further
+    init: str = ""  # start from these weights (a shipped model's name or a model file), not at random
     # Optional data per modality (files or folders) replacing the corpus split: {"text": [paths]}.
     train_paths: dict[str, list[str]] = field(default_factory=dict)
     eval_paths: dict[str, list[str]] = field(default_factory=dict)
@@ -79,6 +80,18 @@ def data_split(cfg: TrainConfig, modality: str) -> tuple[list[Path], list[Path]]
     if not train_files:
         raise LmpressError(f"no {modality} training files")
     return train_files, eval_files
+
+
+def initial_weights(name: str, model_cfg: TransformerConfig) -> dict[str, torch.Tensor]:
+    """The state dict of a shipped model (by name) or model file, refused unless its architecture is ``model_cfg``."""
+    from lmpress.models.registry import SHIPPED, WEIGHTS_DIR, resolve_name
+
+    canonical = resolve_name(name)
+    path = WEIGHTS_DIR / SHIPPED[canonical] / "model.pt" if canonical in SHIPPED else Path(name)
+    start, _ = load_model(path)
+    if start.cfg != model_cfg:
+        raise LmpressError(f"--init {name}: its architecture differs from --size and --vocab of this run")
+    return start.state_dict()
 
 
 def learning_rate(cfg: TrainConfig, step: int) -> float:
@@ -150,6 +163,9 @@ def train(cfg: TrainConfig) -> Path:
         print(f"resuming from step {state['step']}", file=sys.stderr)
     elif cfg.export_only:
         raise LmpressError(f"nothing to export: no checkpoint in {out}")
+    elif cfg.init:
+        model.load_state_dict(initial_weights(cfg.init, model_cfg))
+        print(f"starting from the weights of {cfg.init}", file=sys.stderr)
     state.setdefault("commands", []).append(cfg.command)  # every invocation, for the model card
 
     splits = {m: data_split(cfg, m) for m in ("text", "image", "audio")}
@@ -272,6 +288,8 @@ def write_model_card(path: Path, m: dict) -> None:
         f"({m['tokens_per_second']:,.0f} tokens/s; model FLOP utilization {100 * m['model_flop_utilization']:.1f}% "
         f"of {m['matmul_gflops']} GFLOP/s float32 matmul measured in the same run, "
         f"{m['train_config']['threads']} threads)",
+        *([f"* started from the weights of `{m['train_config']['init']}` (steps, tokens and time above are this "
+           "run's, in addition to that model's own training)"] if m["train_config"].get("init") else []),
         f"* final training loss: {m['final_train_bits_per_byte']:.3f} bits/byte (mean of the last 100 steps)",
         "* held-out bits/byte (teacher-forced, 2048-byte chunks): "
         + ", ".join(f"{k} {v:.3f}" for k, v in held.items() if k != "step"),
@@ -343,6 +361,9 @@ def main(argv: list[str] | None = None) -> None:
                    help="symbols: 256 = bytes; more = a byte-level BPE vocabulary learned from the training text "
                         "(text only; --seq-len then counts tokens)")
     p.add_argument("--export", action="store_true", help="only write model.pt from the latest checkpoint")
+    p.add_argument("--init", default="", metavar="MODEL",
+                   help="start from these weights (a shipped model's name or a model file) instead of random ones; "
+                        "the architecture must match --size")
     p.add_argument("--ray", nargs="?", const="local", metavar="ADDRESS",
                    help="run the training as a Ray task (num_cpus = --threads) on a local Ray cluster or the one "
                         "at ADDRESS; OUT_DIR must be storage that node writes to. A task whose worker dies is "
@@ -352,7 +373,7 @@ def main(argv: list[str] | None = None) -> None:
                       weights={"text": a.text, "image": a.image, "audio": a.audio},
                       max_steps=a.steps, batch_size=a.batch_size, seq_len=a.seq_len, lr=a.lr,
                       eval_every=a.eval_every, eval_chunks=a.eval_chunks, warmup=min(200, max(1, a.steps // 10)),
-                      threads=a.threads, seed=a.seed, vocab=a.vocab, export_only=a.export,
+                      threads=a.threads, seed=a.seed, vocab=a.vocab, export_only=a.export, init=a.init,
                       train_paths=_paths_by_modality(p, a.data), eval_paths=_paths_by_modality(p, a.eval_data),
                       command="lmpress train " + shlex.join(argv if argv is not None else sys.argv[1:]))
     path = train_on_ray(cfg, a.ray) if a.ray is not None else train(cfg)
