@@ -21,19 +21,25 @@ from lmpress.codec import (
     model_options,
     predictor_for_archive,
     prefix_for_archive,
+    rebuild_file,
     segment_size,
     steering,
 )
 from lmpress.coding.container import ArchiveReader, ArchiveWriter
 from lmpress.models.prompt import SoftPrompt
-from lmpress.models.registry import load_predictor
+from lmpress.models.registry import AUTO, load_predictor
 
 
-def compress(data: bytes, model: str = "default", *, chunk_size: int | None = None,
+def compress(data: bytes, model: str = AUTO, *, chunk_size: int | None = None,
              block_chunks: int = DEFAULT_BLOCK_CHUNKS, window: int | None = None, precision: str | None = None,
              mix: bool | None = None, workers: int = 1, ray: str | None = None, prompt: SoftPrompt | None = None,
-             embed_prompt: str | None = None, prompt_levels: int = DEFAULT_PROMPT_LEVELS) -> bytes:
+             embed_prompt: str | None = None, prompt_levels: int = DEFAULT_PROMPT_LEVELS,
+             front_ends: bool = True) -> bytes:
     """Compress ``data`` into a self-describing ``.lmpz`` archive.
+
+    ``model``: a model's name or path; "auto": the shipped model for the data's kind (text, image, audio).
+    ``front_ends``: code WAV, PGM/PPM, BMP and TIFF files in the models' layouts (``lmpress.formats``),
+    rebuilt byte for byte on decompression; False: the data's bytes as they are.
 
     ``chunk_size``: bytes per chunk (each batch row's segment); None: whole-file segments for mixed byte
     models (the input in 64 segments), 2048 otherwise (the studies' chunks).
@@ -49,7 +55,7 @@ def compress(data: bytes, model: str = "default", *, chunk_size: int | None = No
     compress_stream(io.BytesIO(bytes(data)), out, model, chunk_size=chunk_size, block_chunks=block_chunks,
                     length=len(data),
                     window=window, precision=precision, mix=mix, workers=workers, ray=ray, prompt=prompt,
-                    embed_prompt=embed_prompt, prompt_levels=prompt_levels)
+                    embed_prompt=embed_prompt, prompt_levels=prompt_levels, front_ends=front_ends)
     return out.getvalue()
 
 
@@ -63,7 +69,11 @@ def decompress(data: bytes, model: str | None = None, *, workers: int = 1, ray: 
 
 
 class LmpressCompressor:
-    """Incremental compression, like ``lzma.LZMACompressor``: ``compress()`` pieces, then ``flush()``."""
+    """Incremental compression, like ``lzma.LZMACompressor``: ``compress()`` pieces, then ``flush()``.
+
+    Pieces are coded as plain bytes with ``model`` (no front end, no automatic model choice: those need the
+    whole input first; ``compress()`` has them).
+    """
 
     def __init__(self, model: str = "default", *, chunk_size: int | None = None,
                  block_chunks: int = DEFAULT_BLOCK_CHUNKS, window: int | None = None, precision: str | None = None,
@@ -165,6 +175,7 @@ class LmpressDecompressor:
         self._reader: ArchiveReader | None = None
         self._predictor = None
         self._check = DecodedCheck()
+        self._content = bytearray()  # an archive with a front end: decoded samples, rebuilt into the file at eof
         self.eof = False
         self.unused_data = b""
 
@@ -201,11 +212,16 @@ class LmpressDecompressor:
                 self._check.end(reader.trailer)
                 self.eof = True
                 self.unused_data = bytes(self._feed.buffer)
+                if reader.header.layout is not None:
+                    out += rebuild_file(reader.header, bytes(self._content))
                 break
             frame, payload = block
             decoded = decode_frame(self._predictor, frame, payload, reader.header.chunk_size, prefix=self._prefix)
             self._check.block(frame, decoded)
-            out += decoded
+            if reader.header.layout is not None:
+                self._content += decoded
+            else:
+                out += decoded
         return bytes(out)
 
 

@@ -30,7 +30,9 @@ from lmpress.codec import (
 from lmpress.coding.container import SUFFIX, ArchiveReader, n_chunks
 from lmpress.coding.hyperprior import PRIORS
 from lmpress.errors import LmpressError
+from lmpress.formats import describe as describe_layout
 from lmpress.models.prompt import SoftPrompt
+from lmpress.models.registry import AUTO
 from lmpress.progress import Progress
 
 SUBCOMMANDS = ("compress", "decompress", "test", "info", "models", "demo", "train", "tune", "bench", "generate",
@@ -120,11 +122,12 @@ def _code(args, src: BinaryIO, dst: BinaryIO, size: int | None, decompress: bool
         if decompress:
             return decompress_stream(src, dst, args.model, workers=workers, ray=args.ray, progress=callback,
                                      prompt=prompt)
-        return compress_stream(src, dst, args.model or "default", chunk_size=args.chunk_size, length=size,
+        plan = (lambda what, total: bar.retitle(f"compress ({what})", total)) if bar is not None else None
+        return compress_stream(src, dst, args.model or AUTO, chunk_size=args.chunk_size, length=size,
                                block_chunks=args.block_chunks, window=args.window,
                                mix=False if args.no_mix else None, workers=workers, ray=args.ray,
                                progress=callback, prompt=prompt, embed_prompt=args.embed_prompt,
-                               prompt_levels=args.prompt_levels)
+                               prompt_levels=args.prompt_levels, front_ends=not args.as_bytes, plan=plan)
     finally:
         if bar is not None:
             bar.close()
@@ -206,7 +209,8 @@ def run_info(args) -> int:
             records.append({
                 "file": name, "archive_bytes": reader.offset,
                 "model": {"name": h.model_name, "id": h.model_id, **h.model_info},
-                "format_version": h.version, "arithmetic": {**h.arithmetic, "portable": "id" in h.arithmetic},
+                "format_version": h.version, "front_end": h.layout and {**h.layout, "other_bytes": len(h.side)},
+                "arithmetic": {**h.arithmetic, "portable": "id" in h.arithmetic},
                 "chunk_size": h.chunk_size, "block_chunks": h.block_chunks, "coder": h.coder, "prompt": h.prompt,
                 "original_length": t.original_length, "data_crc32": f"{t.data_crc:08x}",
                 "rate": reader.offset / t.original_length if t.original_length else None,
@@ -226,6 +230,10 @@ def run_info(args) -> int:
         print(f"               {m.get('kind', '?')}, {m.get('parameters', 0):,} parameters, "
               f"{m.get('layers')} layers, d_model {m.get('d_model')}, heads {m.get('heads')}/{m.get('kv_heads')} "
               f"(query/kv), {context}")
+        if (layout := r["front_end"]) is not None:
+            print(f"  front end    {describe_layout(layout)}: samples coded in the model's layout, "
+                  f"{layout['other_bytes']:,} other bytes kept aside; original {layout['file_length']:,} bytes, "
+                  f"crc32 {layout['file_crc']}")
         print(f"  chunking     {r['chunk_size']} bytes per chunk (context), {r['block_chunks']} chunks per block")
         print(f"  coder        {r['coder']}")
         a = r["arithmetic"]
@@ -463,7 +471,11 @@ def _codec_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("-f", "--force", action="store_true", help="overwrite existing outputs")
     p.add_argument("-k", "--keep", action="store_true", help="keep input files (the default)")
     p.add_argument("--rm", action="store_true", help="delete input files after success")
-    p.add_argument("-m", "--model", help="model name or file (default: 'default'; decompress: the archive's)")
+    p.add_argument("-m", "--model",
+                   help="model name or file (default: the shipped model for the input's kind: text-800k for text, "
+                        "the multimodal default for images, audio and other bytes; decompress: the archive's)")
+    p.add_argument("--as-bytes", action="store_true",
+                   help="code the input's bytes as they are: no WAV, PGM/PPM, BMP or TIFF front end")
     p.add_argument("--chunk-size", type=int, metavar="BYTES",
                    help="bytes per chunk, each coded from a fresh context (default: byte models cut a file into "
                         f"--block-chunks whole-file segments, 2048-65536 bytes; LLMs and --no-mix: "

@@ -21,13 +21,14 @@ from typing import BinaryIO
 import numpy as np
 import torch
 
+from lmpress import formats
 from lmpress.coding import entropy
 from lmpress.coding.container import ArchiveReader, ArchiveWriter, BlockFrame, Header, Trailer
 from lmpress.coding.hyperprior import decode_vectors, encode_vectors
 from lmpress.errors import LmpressError
 from lmpress.models.base import Predictor
 from lmpress.models.prompt import SoftPrompt
-from lmpress.models.registry import load_predictor
+from lmpress.models.registry import AUTO, choose_model, load_predictor
 from lmpress.models.vocab import ByteVocabulary, Vocabulary
 from lmpress.parallel import Backend, BlockRunner
 
@@ -52,6 +53,9 @@ class DecodeMismatch(LmpressError):
 
 # Called as progress(raw_bytes_done, bits_spent) while coding.
 ProgressFn = Callable[[int, float], None]
+# Called once the coding plan is known, as plan(what: e.g. "text-800k" or "default, PGM 768x512 8-bit",
+# bytes the model will code).
+PlanFn = Callable[[str, int | None], None]
 
 
 @contextlib.contextmanager
@@ -237,17 +241,66 @@ def _float_failure(header: Header, what: str) -> LmpressError:
         "with the torch version that made it; archives made by this lmpress use exact integer arithmetic.")
 
 
+def _read_up_to(src: BinaryIO, n: int) -> bytes:
+    """Up to ``n`` bytes, fewer only at the end of the input (pipes may return short reads)."""
+    data = src.read(n)
+    while data and len(data) < n:
+        more = src.read(n - len(data))
+        if not more:
+            break
+        data += more
+    return data
+
+
 def _read_blocks(src: BinaryIO, block_bytes: int) -> Iterator[bytes]:
-    while True:
-        data = src.read(block_bytes)
-        while data and len(data) < block_bytes:  # pipes may return short reads
-            more = src.read(block_bytes - len(data))
-            if not more:
-                break
-            data += more
-        if not data:
-            return
+    while data := _read_up_to(src, block_bytes):
         yield data
+
+
+def sniff_modality(head: bytes) -> str:
+    """"text" where the input's first bytes read as text (UTF-8 or ASCII, no control bytes but whitespace),
+    "bytes" otherwise; picks the model of a file that no front end reads."""
+    sample = np.frombuffer(head[:1 << 16], dtype=np.uint8)
+    if len(sample) == 0:
+        return "bytes"
+    control = ((sample < 32) & ~np.isin(sample, (9, 10, 12, 13))) | (sample == 127)
+    text = head[:1 << 16].decode("utf-8", errors="replace")
+    return "text" if control.mean() < 0.001 and text.count("\ufffd") <= 0.001 * len(sample) + 1 else "bytes"
+
+
+@dataclass
+class Plan:
+    """What an archive codes: the input itself, or what a front end made of it; and with which model."""
+
+    model: str
+    data: BinaryIO  # the bytes the model codes
+    ahead: bytes  # the first of them, already read
+    length: int | None  # how many, where known
+    parsed: formats.Parsed | None = None
+    file_length: int = 0
+    file_crc: int = 0
+
+
+def plan_input(src: BinaryIO, model: str, length: int | None, lookahead: int, front_ends: bool) -> Plan:
+    """Read the input's start; split it with a front end where one reads it; choose the model if ``model`` is AUTO.
+
+    A pipe and a file give the same plan: the front ends' formats are recognized by their first bytes, and
+    a file that one might read is read whole (up to formats.MAX_FILE_BYTES) whether it comes from a pipe or not.
+    """
+    ahead = _read_up_to(src, lookahead)
+    if length is None and len(ahead) < lookahead:
+        length = len(ahead)
+    if front_ends and formats.claims(ahead[:formats.HEAD_BYTES]):
+        ahead += _read_up_to(src, formats.MAX_FILE_BYTES + 1 - len(ahead))
+        parsed = formats.parse(ahead)
+        if parsed is not None:
+            chosen = choose_model(parsed.modality) if model == AUTO else model
+            return Plan(chosen, io.BytesIO(parsed.content), b"", len(parsed.content), parsed, len(ahead),
+                        zlib.crc32(ahead))
+        if len(ahead) <= formats.MAX_FILE_BYTES:
+            length = len(ahead)
+    chosen = choose_model(sniff_modality(ahead)) if model == AUTO else model
+    return Plan(chosen, src, ahead, length)
 
 
 @dataclass
@@ -305,13 +358,18 @@ def steering(predictor: Predictor, prompt: SoftPrompt | None, embed_prior: str |
     return used.vectors, info, coded.code
 
 
-def compress_stream(src: BinaryIO, dst: BinaryIO, model: str = "default", *,
+def compress_stream(src: BinaryIO, dst: BinaryIO, model: str = AUTO, *,
                     chunk_size: int | None = None, block_chunks: int = DEFAULT_BLOCK_CHUNKS, length: int | None = None,
                     window: int | None = None, precision: str | None = None, mix: bool | None = None,
                     workers: int = 1, ray: str | None = None,
                     progress: ProgressFn | None = None, prompt: SoftPrompt | None = None,
-                    embed_prompt: str | None = None, prompt_levels: int = DEFAULT_PROMPT_LEVELS) -> CodingStats:
+                    embed_prompt: str | None = None, prompt_levels: int = DEFAULT_PROMPT_LEVELS,
+                    front_ends: bool = True, plan: PlanFn | None = None) -> CodingStats:
     """Compress everything readable from ``src`` into ``dst`` as one archive.
+
+    ``model`` AUTO: the shipped model for the input's kind (``registry.choose_model``).
+    ``front_ends``: WAV, PGM/PPM, BMP and TIFF files are coded in the models' layouts (``lmpress.formats``);
+    False: every input as plain bytes. ``plan``: told what is coded with which model before coding starts.
 
     ``chunk_size`` None: whole-file segments for mixed byte models (``segment_size`` of ``length``, the
     input's length if known), the studies' 2048-byte chunks otherwise.
@@ -325,17 +383,23 @@ def compress_stream(src: BinaryIO, dst: BinaryIO, model: str = "default", *,
     ``prompt_levels`` levels so the prompt's bits are part of the archive.
     """
     options = model_options(window, precision, mix)
+    check_chunking(chunk_size, block_chunks)
+    # read up to one largest block ahead, so that a pipe and a file give the same archive
+    todo = plan_input(src, model, length, SEGMENT_MAX * block_chunks, front_ends)
+    model, src, ahead, length, parsed = todo.model, todo.data, todo.ahead, todo.length, todo.parsed
     predictor = load_predictor(model, **options)
     prefix, prompt_info, prompt_code = steering(predictor, prompt, embed_prompt, prompt_levels)
-    ahead = b""
-    if chunk_size is None and predictor.mixer is not None and length is None:
-        # a pipe: read up to one largest block ahead, so that a pipe and a file give the same archive
-        ahead = next(_read_blocks(src, SEGMENT_MAX * block_chunks), b"")
-        length = len(ahead) if len(ahead) < SEGMENT_MAX * block_chunks else None
+    if chunk_size is None:
+        chunk_size = parsed.chunk_size if parsed is not None and parsed.chunk_size else None
     if chunk_size is None:
         chunk_size = default_chunk_size(predictor, length, block_chunks)
     header = make_header(predictor, chunk_size, block_chunks)
     header.prompt, header.prompt_code = prompt_info, prompt_code
+    if parsed is not None:
+        header.layout = {**parsed.params, "file_length": todo.file_length, "file_crc": f"{todo.file_crc:08x}"}
+        header.side = parsed.side
+    if plan is not None:
+        plan(model if parsed is None else f"{model}, {formats.describe(parsed.params)}", length)
     writer = ArchiveWriter(dst, header)
     stats = CodingStats()
     blocks: list[bytes] = []
@@ -354,7 +418,8 @@ def compress_stream(src: BinaryIO, dst: BinaryIO, model: str = "default", *,
         if progress is not None and runner.remote:
             progress(len(data), 8.0 * len(payload))
     writer.finish()
-    stats.raw_bytes, stats.archive_bytes = writer.raw_length, writer.offset
+    stats.raw_bytes = writer.raw_length if parsed is None else todo.file_length
+    stats.archive_bytes = writer.offset
     return stats
 
 
@@ -421,6 +486,16 @@ class DecodedCheck:
             raise LmpressError("archive is corrupted (decoded data does not match the recorded length and checksum)")
 
 
+def rebuild_file(header: Header, content: bytes) -> bytes:
+    """The original file from an archive's decoded content: itself, or what its front end rebuilds from it."""
+    if header.layout is None:
+        return content
+    data = formats.rebuild(header.layout, header.side, content)
+    if len(data) != header.layout.get("file_length") or f"{zlib.crc32(data):08x}" != header.layout.get("file_crc"):
+        raise LmpressError("archive is corrupted (the file rebuilt by its front end fails its checksum)")
+    return data
+
+
 def decompress_stream(src: BinaryIO, dst: BinaryIO, model: str | None = None, *,
                       workers: int = 1, ray: str | None = None, progress: ProgressFn | None = None,
                       prompt: SoftPrompt | None = None) -> CodingStats:
@@ -435,6 +510,7 @@ def decompress_stream(src: BinaryIO, dst: BinaryIO, model: str | None = None, *,
     check = DecodedCheck()
     frames: list[BlockFrame] = []
     options = archive_options(header)
+    out = io.BytesIO() if header.layout is not None else dst  # a front end rebuilds the file at the end
 
     def jobs() -> Iterator[tuple]:
         for _, frame, payload in reader.blocks():
@@ -447,7 +523,7 @@ def decompress_stream(src: BinaryIO, dst: BinaryIO, model: str | None = None, *,
         for data in runner.map(decode_job, local, jobs()):
             frame = frames.pop(0)
             check.block(frame, data)
-            dst.write(data)
+            out.write(data)
             if progress is not None and runner.remote:
                 progress(len(data), 8.0 * frame.payload_length)
     except DecodeMismatch as e:
@@ -456,4 +532,8 @@ def decompress_stream(src: BinaryIO, dst: BinaryIO, model: str | None = None, *,
         raise
     assert reader.trailer is not None  # the blocks() generator ran to its end
     check.end(reader.trailer)
-    return CodingStats(raw_bytes=check.raw_bytes, archive_bytes=reader.offset)
+    if header.layout is None:
+        return CodingStats(raw_bytes=check.raw_bytes, archive_bytes=reader.offset)
+    data = rebuild_file(header, out.getvalue())
+    dst.write(data)
+    return CodingStats(raw_bytes=len(data), archive_bytes=reader.offset)

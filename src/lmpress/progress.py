@@ -28,6 +28,12 @@ class Progress:
             self._bar.set_postfix_str(f"{self.bits / self.done:.3f} bits/{self.unit}", refresh=False)
         self._bar.update(n)
 
+    def retitle(self, desc: str, total: int | None = None) -> None:
+        """Name what is being coded; ``total``: the units to do, where the plan changed them."""
+        self._bar.set_description_str(desc, refresh=False)
+        if total is not None:
+            self._bar.total = total
+
     def write(self, message: str) -> None:
         self._bar.write(message, file=sys.stderr)
 

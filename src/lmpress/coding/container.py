@@ -1,10 +1,11 @@
-"""The ``.lmpz`` container, format version 3 (reads 1, 2 and 3).
+"""The ``.lmpz`` container, format versions 3 and 4 (reads 1 to 4).
 
 All integers little-endian. Laid out so that it can be written and read as a
 stream (stdin/stdout), and still be indexed for random access::
 
     header   magic "LMPZ" | version u8 | settings length u16 | settings (JSON) | model id (32 bytes)
              | [coded soft prompt, settings["prompt"]["code_bytes"] bytes, if any]
+             | [front end's side data, zlib, settings["layout"]["side_bytes"] bytes (version 4)]
              | header crc32 u32 (of everything before it)
     block*   frame: raw length u32 | payload length u32 | raw crc32 u32 | payload crc32 u32
              | method u8 (version 3) | frame crc32 u32 (of the bytes before it) ; then the payload
@@ -26,6 +27,11 @@ data), as xz and zstd do, so no input grows by more than the frames.
 An archive made with a soft prompt names it in the settings (``prompt``: id,
 tokens) and, when the prompt is part of the code, carries it quantized and
 range-coded (``coding/hyperprior.py``) in the header.
+
+Version 4 is version 3 plus a front end (``lmpress.formats``): the blocks hold the file's samples in a
+model's layout, and the header's ``layout`` names the front end, its parameters, the original file's
+length and CRC-32, and carries the file's other bytes (side data). Archives without a front end are
+written as version 3, so earlier lmpress versions keep reading them.
 """
 
 from __future__ import annotations
@@ -41,7 +47,9 @@ from lmpress.errors import LmpressError
 
 MAGIC = b"LMPZ"
 VERSION = 3
-READS = (1, 2, 3)
+LAYOUT_VERSION = 4  # version 3 plus a front end's layout and side data
+READS = (1, 2, 3, 4)
+MAX_SIDE = 1 << 30
 END_MARK = 0xFFFFFFFF
 SUFFIX = ".lmpz"
 MAX_PROMPT_CODE = 1 << 24
@@ -63,15 +71,22 @@ class Header:
     prompt_code: bytes = b""  # the embedded prompt (hyper-prior code), counted in the archive size
     arithmetic: dict = field(default_factory=lambda: {"name": "float32"})  # what computed the probabilities
     version: int = VERSION
+    layout: dict | None = None  # the front end that split the file (version 4), see lmpress.formats
+    side: bytes = b""  # the file's bytes outside the coded samples (stored zlib-compressed)
 
     def to_bytes(self) -> bytes:
         settings = {"model": self.model_name, "model_info": self.model_info, "chunk_size": self.chunk_size,
                     "block_chunks": self.block_chunks, "coder": self.coder, "arithmetic": self.arithmetic}
         if self.prompt is not None:
             settings["prompt"] = {**self.prompt, **({"code_bytes": len(self.prompt_code)} if self.prompt_code else {})}
+        side = b""
+        if self.layout is not None:
+            side = zlib.compress(self.side, 9)
+            settings["layout"] = {**self.layout, "side_bytes": len(side)}
         raw = json.dumps(settings, sort_keys=True, separators=(",", ":")).encode()
-        body = (MAGIC + bytes([self.version]) + struct.pack("<H", len(raw)) + raw + bytes.fromhex(self.model_id)
-                + self.prompt_code)
+        version = LAYOUT_VERSION if self.layout is not None else self.version
+        body = (MAGIC + bytes([version]) + struct.pack("<H", len(raw)) + raw + bytes.fromhex(self.model_id)
+                + self.prompt_code + side)
         return body + struct.pack("<I", zlib.crc32(body))
 
 
@@ -181,20 +196,30 @@ class ArchiveReader:
             s = json.loads(settings_raw)
             prompt = s.get("prompt")
             code_bytes = int(prompt.get("code_bytes", 0)) if prompt is not None else 0
+            layout = s.get("layout") if version >= LAYOUT_VERSION else None
+            side_bytes = int(layout["side_bytes"]) if layout is not None else 0
         except (ValueError, KeyError, TypeError, AttributeError):
             raise LmpressError("archive is corrupted (unreadable header settings)") from None
-        if not 0 <= code_bytes <= MAX_PROMPT_CODE:
-            raise LmpressError("archive is corrupted (impossible prompt size in the header)")
+        if not 0 <= code_bytes <= MAX_PROMPT_CODE or not 0 <= side_bytes <= MAX_SIDE:
+            raise LmpressError("archive is corrupted (impossible sizes in the header)")
         prompt_code = self._read(code_bytes, "header")
+        side = self._read(side_bytes, "header")
         body_crc = self._crc
         (stored,) = struct.unpack("<I", self._read(4, "header"))
         if stored != body_crc:
             raise LmpressError("archive is corrupted (header checksum mismatch)")
+        if layout is not None:
+            try:
+                side = zlib.decompress(side)
+            except zlib.error:
+                raise LmpressError("archive is corrupted (side data of the front end)") from None
+            layout = {k: v for k, v in layout.items() if k != "side_bytes"}
         try:
             # version 1: float arithmetic, at the precision model_info names (float32 if none)
             arithmetic = s.get("arithmetic") or {"name": s["model_info"].get("precision", "float32")}
             return Header(s["model"], model_id, s["model_info"], int(s["chunk_size"]),
-                          int(s["block_chunks"]), s["coder"], prompt, prompt_code, dict(arithmetic), version)
+                          int(s["block_chunks"]), s["coder"], prompt, prompt_code, dict(arithmetic), version,
+                          layout, side)
         except (KeyError, TypeError):
             raise LmpressError("archive is corrupted (unreadable header settings)") from None
 
