@@ -1,0 +1,149 @@
+"""Front ends: image and audio files as users have them, split, coded in the models' layouts, rebuilt exactly."""
+
+import io
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import soundfile
+import tifffile
+from PIL import Image
+
+import lmpress
+from lmpress import formats
+from lmpress.coding.container import ArchiveReader
+from lmpress.formats import layout
+
+RNG = np.random.default_rng(7)
+
+
+def smooth_image(height: int, width: int, channels: int, dtype=np.uint8) -> np.ndarray:
+    """A photograph-like image: gradients plus a little noise (random pixels would be stored, not coded)."""
+    y, x = np.mgrid[0:height, 0:width]
+    top = 255 if dtype == np.uint8 else 65535
+    base = (x * 3 + y * 2)[:, :, None] + 40 * np.arange(channels)[None, None, :]
+    noisy = base + RNG.integers(0, 4, (height, width, channels))
+    return (noisy % top).astype(dtype).squeeze(axis=2) if channels == 1 else (noisy % top).astype(dtype)
+
+
+def pillow_file(pixels: np.ndarray, fmt: str) -> bytes:
+    out = io.BytesIO()
+    Image.fromarray(pixels).save(out, format=fmt)
+    return out.getvalue()
+
+
+def tiff_file(pixels: np.ndarray, **kwargs) -> bytes:
+    out = io.BytesIO()
+    tifffile.imwrite(out, pixels, **kwargs)
+    return out.getvalue()
+
+
+def wav_file(channels: int, subtype: str, frames: int = 1500) -> bytes:
+    t = np.arange(frames)[:, None]
+    samples = (3000 * np.sin(t / (7.0 + np.arange(channels))) + RNG.integers(-20, 20, (frames, channels)))
+    out = io.BytesIO()
+    soundfile.write(out, samples.astype(np.int16), 16000, format="WAV", subtype=subtype)
+    return out.getvalue()
+
+
+FILES = {
+    "pgm-8": lambda: pillow_file(smooth_image(37, 100, 1), "PPM"),
+    "ppm-8": lambda: pillow_file(smooth_image(37, 70, 3), "PPM"),
+    "pgm-16": lambda: pillow_file(smooth_image(20, 70, 1, np.uint16), "PPM"),
+    "bmp-palette": lambda: pillow_file(smooth_image(30, 45, 1), "BMP"),
+    "bmp-24": lambda: pillow_file(smooth_image(30, 45, 3), "BMP"),
+    "bmp-32": lambda: pillow_file(smooth_image(30, 45, 4), "BMP"),
+    "tiff-grey-strips": lambda: tiff_file(smooth_image(50, 66, 1), rowsperstrip=7),
+    "tiff-rgb": lambda: tiff_file(smooth_image(20, 30, 3), photometric="rgb"),
+    "tiff-rgba": lambda: tiff_file(smooth_image(20, 30, 4), photometric="rgb", extrasamples=[2]),
+    "tiff-16-big-endian": lambda: tiff_file(smooth_image(20, 30, 3, np.uint16).astype(">u2"), photometric="rgb"),
+    "wav-8-mono": lambda: wav_file(1, "PCM_U8"),
+    "wav-16-stereo": lambda: wav_file(2, "PCM_16"),
+    "wav-24-3ch": lambda: wav_file(3, "PCM_24"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(FILES))
+def test_front_end_splits_and_rebuilds_exactly(name):
+    data = FILES[name]()
+    parsed = formats.parse(data)
+    assert parsed is not None, name
+    assert formats.rebuild(parsed.params, parsed.side, parsed.content) == data
+    # the side part is only the headers (and padding): the samples went to the content
+    assert len(parsed.side) < 0.5 * len(data) if not name.startswith("bmp-palette") else len(parsed.side) < 1500
+    # odd but valid files: trailing bytes are side data; a truncated body is plain bytes (never a wrong file)
+    trailing = formats.parse(data + b"trailing bytes")
+    assert trailing is not None and formats.rebuild(trailing.params, trailing.side, trailing.content) == \
+        data + b"trailing bytes"
+    truncated = formats.parse(data[:-3])
+    assert truncated is None or formats.rebuild(truncated.params, truncated.side, truncated.content) == data[:-3]
+
+
+def test_unknown_and_lying_headers_are_plain_bytes():
+    assert formats.parse(b"just some text, not an image") is None
+    assert formats.parse(b"P5\n99999 99999\n255\n" + bytes(100)) is None  # header promises more than the file has
+    assert formats.parse(b"BM" + bytes(60)) is None
+    assert formats.parse(b"RIFF\x10\x00\x00\x00WAVEfmt ") is None
+
+
+def test_stripes_keep_the_row_above_in_reach():
+    pixels = np.arange(3 * 70, dtype=np.uint8).reshape(3, 70, 1)
+    content = layout.image_content(pixels, "none")
+    stripes = np.frombuffer(content, np.uint8).reshape(2, 3, layout.STRIPE)  # 2 stripes of 3 rows of 64
+    assert (stripes[0, 1] == pixels[1, :64, 0]).all()  # the row above sits 64 bytes back
+    assert (stripes[1, 0, :6] == pixels[0, 64:, 0]).all() and (stripes[1, 0, 6:] == pixels[0, 69, 0]).all()
+    assert (layout.image_pixels(content, 3, 70, 1, False, "none") == pixels).all()
+
+
+@pytest.mark.parametrize("name", ["ppm-8", "tiff-16-big-endian", "wav-24-3ch"])
+def test_archive_round_trip(name):
+    data = FILES[name]()
+    archive = lmpress.compress(data)
+    header = ArchiveReader(io.BytesIO(archive)).header
+    assert header.version == 4 and header.layout["format"] == formats.parse(data).params["format"]
+    decompressor = lmpress.LmpressDecompressor()
+    assert decompressor.decompress(archive[:50]) + decompressor.decompress(archive[50:]) == data
+    assert decompressor.eof
+
+
+def test_real_photo_and_stereo_speech_code_better_through_their_front_ends(corpus):
+    pixels = np.asarray(Image.open(corpus / "image" / "kodak" / "kodim23.png").convert("L"))[200:296, 300:492]
+    photo = pillow_file(pixels, "PPM")
+    # two real speech recordings as the channels of one stereo WAV: interleaved bytes look like no audio the
+    # model knows, de-interleaved they are its 16-bit mono PCM
+    left, rate = soundfile.read(corpus / "audio" / "librispeech_test-clean" / "1089-134686-0001.flac", dtype="int16")
+    right, _ = soundfile.read(corpus / "audio" / "librispeech_test-clean" / "1089-134686-0000.flac", dtype="int16")
+    speech = io.BytesIO()
+    soundfile.write(speech, np.stack([left[20000:26000], right[20000:26000]], axis=1), rate, format="WAV",
+                    subtype="PCM_16")
+    for data in (photo, speech.getvalue()):
+        through_front_end = lmpress.compress(data)
+        as_bytes = lmpress.compress(data, front_ends=False)
+        assert lmpress.decompress(through_front_end) == data and lmpress.decompress(as_bytes) == data
+        assert len(through_front_end) < 0.97 * len(as_bytes)
+
+
+def test_text_gets_the_text_model_unless_told():
+    text = b"The quick brown fox jumps over the lazy dog; it was a text file. " * 20
+    auto = ArchiveReader(io.BytesIO(lmpress.compress(text))).header
+    assert auto.model_name == "text-800k" and auto.layout is None and auto.version == 3
+    assert ArchiveReader(io.BytesIO(lmpress.compress(bytes(range(256)) * 4))).header.model_name == "multimodal-800k"
+    assert ArchiveReader(io.BytesIO(lmpress.compress(text, "default"))).header.model_name == "multimodal-800k"
+
+
+def test_cli_info_names_the_front_end_and_damaged_side_data_is_one_clear_line(tmp_path):
+    path = tmp_path / "image.pgm"
+    path.write_bytes(FILES["pgm-8"]())
+    run = lambda *a: subprocess.run([sys.executable, "-m", "lmpress.cli", *a], capture_output=True,  # noqa: E731
+                                    timeout=300)
+    assert run("-q", str(path)).returncode == 0
+    info = run("info", str(path) + ".lmpz")
+    assert b"front end    PGM 100x37 8-bit" in info.stdout, info.stdout
+    archive = bytearray((tmp_path / "image.pgm.lmpz").read_bytes())
+    side_start = archive.index(b"x\xda")  # the zlib stream of the side data, inside the header
+    archive[side_start + 3] ^= 0xFF
+    (tmp_path / "bad.lmpz").write_bytes(bytes(archive))
+    r = run("-d", "-c", str(tmp_path / "bad.lmpz"))
+    assert r.returncode == 1 and b"corrupted" in r.stderr and b"Traceback" not in r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1 and r.stdout == b""
