@@ -27,8 +27,9 @@ from lmpress.coding.container import ArchiveReader, ArchiveWriter, BlockFrame, H
 from lmpress.coding.hyperprior import decode_vectors, encode_vectors
 from lmpress.errors import LmpressError
 from lmpress.models.base import Predictor
+from lmpress.models.exact.mixer import IMAGE_MIXER
 from lmpress.models.prompt import SoftPrompt
-from lmpress.models.registry import AUTO, choose_model, load_predictor
+from lmpress.models.registry import AUTO, choose_model, is_llm, load_predictor
 from lmpress.models.vocab import ByteVocabulary, Vocabulary
 from lmpress.parallel import Backend, BlockRunner
 
@@ -214,11 +215,11 @@ def decode_frame(predictor: Predictor, frame: BlockFrame, payload: bytes, chunk_
     return decode_block(predictor, payload, frame.raw_length, chunk_size, progress, prefix)
 
 
-def model_options(window: int | None = None, precision: str | None = None, mix: bool | None = None) -> dict:
+def model_options(window: int | None = None, precision: str | None = None, mix: bool | str | None = None) -> dict:
     """How a model runs (``load_predictor``'s keyword arguments); recorded in the archive header.
 
     ``precision`` None: the model's default arithmetic (``registry.default_precision``); ``mix`` None:
-    context mixing wherever it applies.
+    context mixing wherever it applies; a mixer's name: that one.
     """
     if precision is not None and precision not in PRECISIONS:
         raise LmpressError(f"precision must be one of {', '.join(PRECISIONS)}")
@@ -229,7 +230,9 @@ def archive_options(header: Header) -> dict:
     """The options that decode an archive: its window and the arithmetic it was made with."""
     name = header.arithmetic.get("name", "float32")
     exact = name.startswith("exact")
-    return model_options(header.model_info.get("window"), "exact" if exact else name, exact and "+" in name)
+    mixer_name = name.partition("+")[2]  # "exact-int/v1+cm/v1": the network mixed by mixer cm/v1
+    return model_options(header.model_info.get("window"), "exact" if exact else name,
+                         (mixer_name or False) if exact else False)
 
 
 def _float_failure(header: Header, what: str) -> LmpressError:
@@ -382,11 +385,14 @@ def compress_stream(src: BinaryIO, dst: BinaryIO, model: str = AUTO, *,
     ``embed_prompt`` (a hyper-prior: gaussian, histogram, lloyd-max), carries it quantized to
     ``prompt_levels`` levels so the prompt's bits are part of the archive.
     """
-    options = model_options(window, precision, mix)
     check_chunking(chunk_size, block_chunks)
     # read up to one largest block ahead, so that a pipe and a file give the same archive
     todo = plan_input(src, model, length, SEGMENT_MAX * block_chunks, front_ends)
     model, src, ahead, length, parsed = todo.model, todo.data, todo.ahead, todo.length, todo.parsed
+    if mix is None and parsed is not None and parsed.modality == "image" and precision in (None, "exact") \
+            and not is_llm(model):
+        mix = IMAGE_MIXER  # stripes of pixels: the mixer with image contexts
+    options = model_options(window, precision, mix)
     predictor = load_predictor(model, **options)
     prefix, prompt_info, prompt_code = steering(predictor, prompt, embed_prompt, prompt_levels)
     if chunk_size is None:

@@ -43,7 +43,9 @@ def teacher_forced_bits(model: ByteTransformer, vocab: Vocabulary, chunk: bytes,
 
 class TransformerPredictor:
     def __init__(self, model: ByteTransformer, name: str, manifest: dict | None = None,
-                 precision: str = "exact", mix: bool | None = None) -> None:
+                 precision: str = "exact", mix: bool | str | None = None) -> None:
+        """``mix``: context mixing: None or True: the default mixer where it applies; a name from
+        ``mixer.VARIANTS`` (e.g. the image front end's ``cm/v1-image``); False: the network alone."""
         if precision not in PRECISIONS:
             raise LmpressError(f"byte models run with precision {' or '.join(PRECISIONS)}, not {precision!r}")
         self.model = model.eval()
@@ -68,7 +70,11 @@ class TransformerPredictor:
         can_mix = self.exact is not None and self.vocab.size == 256
         if mix and not can_mix:
             raise LmpressError("context mixing needs exact arithmetic and a byte vocabulary")
-        self.mixer = mixer.ContextMixer(entropy.TOTAL, self.exact.logit_exp) if can_mix and mix is not False else None
+        variant = mix if isinstance(mix, str) else mixer.MIXER
+        if variant not in mixer.VARIANTS:
+            raise LmpressError(f"unknown context mixer {variant!r} (this lmpress has {', '.join(mixer.VARIANTS)})")
+        self.mixer = (mixer.ContextMixer(entropy.TOTAL, self.exact.logit_exp, mixer.VARIANTS[variant], name=variant)
+                      if can_mix and mix is not False else None)
         # archives name the arithmetic by 128 bits of its SHA-256 (as they name soft prompts)
         self.arithmetic = None
         if self.exact is not None:
@@ -76,8 +82,8 @@ class TransformerPredictor:
             if self.mixer is None:
                 self.arithmetic = {"name": ARITHMETIC, "id": digest[:32]}
             else:
-                both = hashlib.sha256((digest + mixer.digest()).encode()).hexdigest()
-                self.arithmetic = {"name": f"{ARITHMETIC}+{mixer.MIXER}", "id": both[:32]}
+                both = hashlib.sha256((digest + mixer.digest(variant)).encode()).hexdigest()
+                self.arithmetic = {"name": f"{ARITHMETIC}+{variant}", "id": both[:32]}
 
     @classmethod
     def from_file(cls, path: Path, name: str | None = None, precision: str = "exact",
@@ -98,7 +104,7 @@ class TransformerPredictor:
             "attention_span": cfg.attn_span,
             "stored_bytes": 4 * self.model.num_parameters(),  # float32 weights
             "precision": self.precision,
-            "mixer": mixer.MIXER if self.mixer is not None else None,
+            "mixer": self.mixer.name if self.mixer is not None else None,
             **tokens,
         }
 

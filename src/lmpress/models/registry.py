@@ -82,7 +82,7 @@ def default_precision(name: str) -> str:
 
 
 def load_predictor(name: str, window: int | None = None, precision: str | None = None,
-                   mix: bool | None = None) -> Predictor:
+                   mix: bool | str | None = None) -> Predictor:
     """A model by name (``default``, ``multimodal-800k``, ``smollm2-135m``, ...) or by path.
 
     ``window`` (tokens) bounds an LLM's attention so that long chunks are coded
@@ -93,13 +93,14 @@ def load_predictor(name: str, window: int | None = None, precision: str | None =
     format-1 archives) or "bfloat16" (LLM weight matmuls). An archive records
     which one made it.
     ``mix``: mix the network with context and match models (``models/exact/mixer.py``); None: wherever
-    it applies (exact byte models), False: the network alone (the studies' protocol).
+    it applies (exact byte models), False: the network alone (the studies' protocol); a mixer's name
+    (``mixer.VARIANTS``): that mixer.
     """
     return _load(name, window, precision or default_precision(name), mix)
 
 
 @lru_cache(maxsize=4)
-def _load(name: str, window: int | None, precision: str, mix: bool | None) -> Predictor:
+def _load(name: str, window: int | None, precision: str, mix: bool | str | None) -> Predictor:
     from lmpress.models.byte_predictor import TransformerPredictor
     from lmpress.models.llm_predictor import LLMPredictor
 

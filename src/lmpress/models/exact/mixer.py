@@ -59,6 +59,18 @@ LEARNING_SHIFT = 10
 LENGTH_BUCKETS = 8  # weight vectors by match length (0, 1, 2-3, 4-7, ..., >= 64) x contexts seen (0 .. orders)
 
 
+# The image variant (``cm/v1-image``, for the image front end's stripes): the same mixer with contexts
+# made of the pixels around the one being coded instead of the longer byte orders. Image contexts have
+# negative codes; a stripe row is _STRIPE bytes (lmpress.formats.layout.STRIPE). These names are
+# lower-level (leading underscore) so that cm/v1's digest, over the upper-case constants, stays the same.
+_IMAGE_NW, _IMAGE_GRADIENT, _IMAGE_NEIGHBOURS, _IMAGE_VERTICAL, _IMAGE_HORIZONTAL, _IMAGE_ACTIVITY = range(-1, -7, -1)
+_STRIPE = 64
+_IMAGE_ORDERS = (1, 2, _IMAGE_NW, _IMAGE_GRADIENT, _IMAGE_NEIGHBOURS, _IMAGE_VERTICAL, _IMAGE_HORIZONTAL,
+                 _IMAGE_ACTIVITY)
+IMAGE_MIXER = f"{MIXER}-image"
+VARIANTS = {MIXER: ORDERS, IMAGE_MIXER: _IMAGE_ORDERS}  # mixer name -> its contexts
+
+
 def _read_only(a: np.ndarray) -> np.ndarray:
     a.flags.writeable = False
     return a
@@ -89,12 +101,15 @@ def probability_scores() -> np.ndarray:
 
 
 @cache
-def digest() -> str:
-    """SHA-256 of the mixer's definition (its constants and tables), part of an archive's arithmetic id."""
-    constants = {k: v for k, v in globals().items() if k.isupper() and isinstance(v, (int, str, tuple))}
+def digest(variant: str = MIXER) -> str:
+    """SHA-256 of a mixer's definition (its constants and tables), part of an archive's arithmetic id."""
+    constants = {k: v for k, v in globals().items() if k.isupper() and isinstance(v, (int, str, tuple))
+                 and not k.startswith("_") and k != "IMAGE_MIXER"}
     h = hashlib.sha256(json.dumps(constants, sort_keys=True).encode())
     h.update(count_scores().astype("<i8").tobytes())
     h.update(probability_scores().astype("<i8").tobytes())
+    if variant != MIXER:
+        h.update(json.dumps({"variant": variant, "orders": VARIANTS[variant], "stripe": _STRIPE}).encode())
     return h.hexdigest()
 
 
@@ -106,7 +121,8 @@ class ContextMixer:
     archives always use the whole definition (``MIXER``)."""
 
     def __init__(self, total: int, logit_exp: np.ndarray, orders: tuple[int, ...] = ORDERS,
-                 match: bool = True) -> None:
+                 match: bool = True, name: str = MIXER) -> None:
+        self.name = name
         self.total = total
         self.logit_exp = logit_exp
         self.scores = count_scores()
@@ -186,8 +202,44 @@ def _length_bucket(length):  # pragma: no cover - compiled
 
 
 @njit(cache=True, nogil=True)
+def _pixel(history, row, t, back):  # pragma: no cover - compiled
+    return np.int64(history[row, t - back]) if t >= back else np.int64(0)
+
+
+@njit(cache=True, nogil=True)
+def _image_context(history, row, t, order):  # pragma: no cover - compiled
+    """Values whose hash is an image context: the pixels around position t of a stripe (rows of _STRIPE)."""
+    w, ww = _pixel(history, row, t, 1), _pixel(history, row, t, 2)
+    n, nn = _pixel(history, row, t, _STRIPE), _pixel(history, row, t, 2 * _STRIPE)
+    nw, ne = _pixel(history, row, t, _STRIPE + 1), _pixel(history, row, t, _STRIPE - 1)
+    if order == _IMAGE_NW:
+        return n, w, -1
+    if order == _IMAGE_GRADIENT:  # the gradient predictor's value (as in JPEG-LS / PNG's Paeth family)
+        return min(max(w + n - nw, 0), 255), (n - nw) >> 3, (w - nw) >> 3
+    if order == _IMAGE_ACTIVITY:  # the gradient prediction and how busy the neighbourhood is (CALIC's energy)
+        activity = abs(n - nw) + abs(w - nw) + abs(ne - n) + abs(w - ww) + abs(n - nn)
+        bucket = 0
+        while activity > 0:
+            bucket += 1
+            activity >>= 1
+        return min(max(w + n - nw, 0), 255) >> 1, bucket, -4
+    if order == _IMAGE_NEIGHBOURS:
+        return (n >> 2) << 8 | (nw >> 2), (ne >> 2) << 8 | (w >> 2), -2
+    if order == _IMAGE_VERTICAL:
+        return n, nn, -3
+    return w, ww, ne >> 2  # _IMAGE_HORIZONTAL
+
+
+@njit(cache=True, nogil=True)
 def _context_row(history, row, t, order, k):  # pragma: no cover - compiled
     """(table row, check) of the context of ``order`` bytes before position t of a history row."""
+    if order < 0:
+        a, b, c = _image_context(history, row, t, order)
+        h = np.uint64(k + 1) * np.uint64(0x9E3779B97F4A7C15)
+        for v in (a, b, c):
+            h = (h ^ np.uint64(v + 1024)) * np.uint64(0x100000001B3)
+            h ^= h >> np.uint64(29)
+        return np.int64(h >> np.uint64(64 - TABLE_BITS)), np.int64((h >> np.uint64(8)) & np.uint64(0xFFFF)) + 1
     if order == 1:
         return (np.int64(history[row, t - 1]) if t >= 1 else 0), 0
     if order == 2:
