@@ -7,7 +7,7 @@ import sys
 
 import lmpress
 from lmpress.bench.datasets import load_dataset
-from lmpress.bench.harness import run
+from lmpress.bench.harness import run, user_file
 
 
 def test_classical_and_model_rows_on_tiny_data(tmp_path):
@@ -30,7 +30,12 @@ def test_classical_and_model_rows_on_tiny_data(tmp_path):
     assert by[("image", "PNG", "unchunked")].raw_bytes == image.raw_bytes
     whole = by[("wiki", "lmpress:default", "unchunked")]  # default settings: whole file, context mixing
     assert whole.settings["arithmetic"]["name"].endswith("+cm/v1") and whole.raw_bytes == wiki.raw_bytes
-    assert whole.compressed_bytes == sum(len(lmpress.compress(item.view)) for item in wiki.items)
+    assert whole.compressed_bytes == sum(len(lmpress.compress(item.view, "default")) for item in wiki.items)
+    # images as users have them: PGM files through the front end (stripes, the image mixer), rate over pixels
+    photo = by[("image", "lmpress:default", "unchunked")]
+    assert photo.settings["arithmetic"]["name"].endswith("+cm/v1-image") and photo.raw_bytes == image.raw_bytes
+    assert photo.compressed_bytes == sum(len(lmpress.compress(user_file(item), "default")) for item in image.items)
+    assert all(user_file(item).startswith(b"P5") for item in image.items)
 
     again = run([wiki], ["gzip"], ["chunked"], tmp_path / "cache")  # served from the cache
     assert again[0].cached and again[0].compressed_bytes == expected
