@@ -150,3 +150,11 @@ def test_cli_info_names_the_front_end_and_damaged_side_data_is_one_clear_line(tm
     r = run("-d", "-c", str(tmp_path / "bad.lmpz"))
     assert r.returncode == 1 and b"corrupted" in r.stderr and b"Traceback" not in r.stderr
     assert len(r.stderr.strip().splitlines()) == 1 and r.stdout == b""
+
+
+def test_stereo_is_coded_as_left_and_left_minus_right():
+    frames = np.array([[1000, 990], [-5, 3], [32767, -32768]], dtype="<i2")  # differences wrap mod 2^16
+    content = layout.frames_to_streams(frames.tobytes(), 2, 2, "side")
+    left, side = np.frombuffer(content, "<i2").reshape(2, 3)
+    assert left.tolist() == [1000, -5, 32767] and side.tolist() == [10, -8, -1]
+    assert layout.streams_to_frames(content, 2, 2, "side") == frames.tobytes()

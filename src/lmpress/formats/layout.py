@@ -11,8 +11,9 @@ differences from green (mod 256, centred on 128), PNG's and JPEG XL's "subtract 
 than 8 bits are split into a plane of high bytes and one of low bytes.
 
 **Audio** is coded as 16-bit little-endian streams, one channel after another, as the audio model
-learned mono PCM. 8-bit samples become the high byte of a 16-bit sample; 24-bit samples are split
-into their top 16 bits and a stream of low bytes after all channels.
+learned mono PCM; a stereo pair as left and left minus right. 8-bit samples become the high byte of a
+16-bit sample; 24-bit samples are split into their top 16 bits and a stream of low bytes after all
+channels.
 """
 
 from __future__ import annotations
@@ -76,24 +77,32 @@ def image_pixels(content: bytes, height: int, width: int, channels: int, wide: b
     return planes_to_pixels(planes, channels, wide, transform)
 
 
-def frames_to_streams(raster: bytes, channels: int, sample_bytes: int) -> bytes:
-    """Interleaved little-endian PCM frames -> per-channel 16-bit streams (then 24-bit low bytes)."""
+def frames_to_streams(raster: bytes, channels: int, sample_bytes: int, stereo: str = "none") -> bytes:
+    """Interleaved little-endian PCM frames -> per-channel 16-bit streams (then 24-bit low bytes).
+
+    ``stereo`` "side": two channels as left and left minus right (mod 2^16), which is small where the
+    channels are alike (the usual case: 27% fewer bytes on a real stereo recording, README).
+    """
     samples = np.frombuffer(raster, dtype=np.uint8).reshape(-1, channels, sample_bytes)
     by_channel = samples.transpose(1, 0, 2)  # [C, n, bytes]
     if sample_bytes == 1:  # unsigned 8-bit: the high byte of a signed 16-bit sample
-        high = (by_channel[..., 0] ^ 0x80).astype(np.uint16) << 8
-        return high.astype("<u2").tobytes()
-    top = np.ascontiguousarray(by_channel[..., -2:]).tobytes()
-    low = np.ascontiguousarray(by_channel[..., :-2]).transpose(2, 0, 1).tobytes()  # sample_bytes 3: one low byte
-    return top + low
+        top = (by_channel[..., 0] ^ 0x80).astype(np.uint16) << 8
+    else:
+        top = np.ascontiguousarray(by_channel[..., -2:]).view("<u2")[..., 0].astype(np.uint16)
+    if stereo == "side":
+        top[1] = top[0] - top[1]  # uint16: mod 2^16
+    low = np.ascontiguousarray(by_channel[..., :-2]).transpose(2, 0, 1).tobytes()  # 24-bit: one low byte
+    return top.astype("<u2").tobytes() + low
 
 
-def streams_to_frames(content: bytes, channels: int, sample_bytes: int) -> bytes:
+def streams_to_frames(content: bytes, channels: int, sample_bytes: int, stereo: str = "none") -> bytes:
     data = np.frombuffer(content, dtype=np.uint8)
+    n = len(data) // (channels * max(sample_bytes, 2))
+    top = data[:2 * channels * n].view("<u2").reshape(channels, n).astype(np.uint16)
+    if stereo == "side":
+        top[1] = top[0] - top[1]
     if sample_bytes == 1:
-        high = data.reshape(channels, -1, 2)[..., 1]
-        return np.ascontiguousarray((high ^ 0x80).T).tobytes()
-    n = len(data) // (channels * sample_bytes)
-    top = data[:2 * channels * n].reshape(channels, n, 2)
+        return np.ascontiguousarray(((top >> 8).astype(np.uint8) ^ 0x80).T).tobytes()
+    high = top.astype("<u2").view(np.uint8).reshape(channels, n, 2)
     low = data[2 * channels * n:].reshape(sample_bytes - 2, channels, n).transpose(1, 2, 0)
-    return np.ascontiguousarray(np.concatenate([low, top], axis=2).transpose(1, 0, 2)).tobytes()
+    return np.ascontiguousarray(np.concatenate([low, high], axis=2).transpose(1, 0, 2)).tobytes()
