@@ -4,7 +4,8 @@ Each file is compressed as ``lmpress compress FILE`` does it (the front end, the
 no flags), decoded and compared; beside it the domain codecs on the same pixels or samples (optimized PNG,
 JPEG XL lossless effort 9, FLAC level 8, each decoded and compared) and xz -9e on the file's bytes. For
 colour photographs the rate of the other colour layout (planes as they are) is measured too, by coding
-the content that layout gives with the same model and stripes. Rates are bytes over the file's bytes.
+the content that layout gives with the same model and stripes; for the stereo recording, the channels
+coded apart instead of as left and left minus right. Rates are bytes over the file's bytes.
 
     python benchmarks/media_bench.py --grey 4 --colour 2 --speech 3 --json benchmarks/results/media-whole-file.json
 """
@@ -97,6 +98,9 @@ def main() -> None:
     p.add_argument("--colour-crop", type=int, nargs=2, default=(256, 384), metavar=("H", "W"),
                    help="centre crop of the colour photographs (0 0: whole)")
     p.add_argument("--speech", type=int, default=3, help="held-out LibriSpeech recordings as 16-bit mono WAV")
+    p.add_argument("--stereo-seconds", type=float, default=1.0,
+                   help="seconds of the held-out stereo recording (misc_speech/whisper_jfk, from 2 s on) as a "
+                        "16-bit stereo WAV; also coded with the channels apart instead of left / left-right (0: none)")
     p.add_argument("--json", type=Path)
     a = p.parse_args()
     root = corpus_root()
@@ -105,7 +109,8 @@ def main() -> None:
     def report(row: dict) -> None:
         rows.append(row)
         n = row["bytes"]
-        others = "  ".join(f"{k} {row[k] / n:.4f}" for k in ("PNG", "JPEG XL", "FLAC", "planes", "xz -9e") if k in row)
+        names = ("PNG", "JPEG XL", "FLAC", "planes", "apart", "xz -9e")
+        others = "  ".join(f"{k} {row[k] / n:.4f}" for k in names if k in row)
         print(f"{row['file']:<44} {row['kind']:<16} {n:>9,}  lmpress {row['lmpress'] / n:.4f} ({row['model']})  "
               f"{others}  enc/dec {row['encode_kbps']:.1f}/{row['decode_kbps']:.1f} KB/s", flush=True)
 
@@ -126,6 +131,17 @@ def main() -> None:
                "xz -9e": xz_size(data)}
         row["planes"] = planes_rate(pixels, row["model"])
         report(row)
+    if a.stereo_seconds > 0:
+        samples, rate = soundfile.read(root / "audio" / "misc_speech" / "whisper_jfk.flac", dtype="int16")
+        samples = np.ascontiguousarray(samples[2 * rate:2 * rate + int(a.stereo_seconds * rate)])
+        data = wav(samples, rate)
+        apart = layout.frames_to_streams(samples.tobytes(), 2, 2, "none")
+        archive = lmpress.compress(apart, "default", front_ends=False)
+        assert lmpress.decompress(archive) == apart
+        report({"file": f"audio/misc_speech/whisper_jfk.flac {a.stereo_seconds:g} s as WAV",
+                "kind": "WAV 16-bit stereo",
+                "bytes": len(data), **lmpress_row(data), "FLAC": flac_size(samples, rate), "apart": len(archive),
+                "xz -9e": xz_size(data)})
     for name in SPEECH[:a.speech]:
         samples, rate = soundfile.read(root / "audio" / name, dtype="int16")
         data = wav(samples, rate)
