@@ -9,6 +9,9 @@ Per file, in one run and one process (one torch thread per coding process, as th
   only mode before exact arithmetic and mixing; ``lmpress.compress(data, precision="float32", mix=False)``);
 * lmpress exact, chunked: the same with the integer network (``lmpress --no-mix``);
 * lmpress default: exact, whole-file segments, context mixing (``lmpress FILE``, no flags);
+* the same with the multimodal model, the default before lmpress chose the model per file (``-m default``);
+
+The first three use the model lmpress picks for the file (text-800k on text).
 * xz -9e, brotli 11, zstd -19, PPMd order 6, zpaq method 5 on the whole file.
 
 Every archive is decoded and compared; rates count every archive byte.
@@ -26,10 +29,11 @@ from lmpress.baselines import ALL
 from lmpress.bench.measure import machine_line
 from lmpress.data.corpus import corpus_root
 
-LMPRESS_VARIANTS = {
+LMPRESS_VARIANTS = {  # without "model": the model lmpress picks for the file (text-800k on text)
     "lmpress float32, chunked": {"precision": "float32", "mix": False},
     "lmpress exact, chunked": {"mix": False},
     "lmpress default (exact, mixed)": {},
+    "lmpress multimodal model (exact, mixed)": {"model": "default"},
 }
 BASELINES = ["xz", "brotli", "zstd", "ppmd", "zpaq"]
 
