@@ -158,3 +158,10 @@ def test_stereo_is_coded_as_left_and_left_minus_right():
     left, side = np.frombuffer(content, "<i2").reshape(2, 3)
     assert left.tolist() == [1000, -5, 32767] and side.tolist() == [10, -8, -1]
     assert layout.streams_to_frames(content, 2, 2, "side") == frames.tobytes()
+
+
+def test_incremental_compressor_makes_the_same_archive_as_compress():
+    for data in (FILES["tiff-16-big-endian"](), b"Plain text, so the text model codes it. " * 30):
+        c = lmpress.LmpressCompressor()
+        assert b"".join(c.compress(data[i:i + 100]) for i in range(0, len(data), 100)) + c.flush() == \
+            lmpress.compress(data)

@@ -7,22 +7,24 @@ import io
 import os
 from typing import BinaryIO
 
+from lmpress import formats
 from lmpress.codec import (
     DEFAULT_BLOCK_CHUNKS,
-    DEFAULT_CHUNK_SIZE,
     DEFAULT_PROMPT_LEVELS,
-    SEGMENT_MAX,
     DecodedCheck,
+    check_chunking,
     compress_stream,
     decode_frame,
     decompress_stream,
+    default_chunk_size,
     encode_block,
+    lookahead_bytes,
     make_header,
     model_options,
+    plan_input,
     predictor_for_archive,
     prefix_for_archive,
     rebuild_file,
-    segment_size,
     steering,
 )
 from lmpress.coding.container import ArchiveReader, ArchiveWriter
@@ -71,32 +73,47 @@ def decompress(data: bytes, model: str | None = None, *, workers: int = 1, ray: 
 class LmpressCompressor:
     """Incremental compression, like ``lzma.LZMACompressor``: ``compress()`` pieces, then ``flush()``.
 
-    Pieces are coded as plain bytes with ``model`` (no front end, no automatic model choice: those need the
-    whole input first; ``compress()`` has them).
+    The archive is the one ``compress()`` makes of the whole input: coding starts once one block (for
+    whole-file segments, the largest block) has come in; an input that starts like a file a front end
+    reads (WAV, PGM/PPM, BMP, TIFF) is held until ``flush()`` (up to ``formats.MAX_FILE_BYTES``).
     """
 
-    def __init__(self, model: str = "default", *, chunk_size: int | None = None,
+    def __init__(self, model: str = AUTO, *, chunk_size: int | None = None,
                  block_chunks: int = DEFAULT_BLOCK_CHUNKS, window: int | None = None, precision: str | None = None,
                  mix: bool | None = None, prompt: SoftPrompt | None = None, embed_prompt: str | None = None,
-                 prompt_levels: int = DEFAULT_PROMPT_LEVELS) -> None:
-        self._predictor = load_predictor(model, **model_options(window, precision, mix))
-        self._block_chunks = block_chunks
+                 prompt_levels: int = DEFAULT_PROMPT_LEVELS, front_ends: bool = True) -> None:
+        check_chunking(chunk_size, block_chunks)
+        self._model = model
+        self._settings = {"chunk_size": chunk_size, "block_chunks": block_chunks, "window": window,
+                          "precision": precision, "mix": mix, "prompt": prompt, "embed_prompt": embed_prompt,
+                          "prompt_levels": prompt_levels, "front_ends": front_ends}
+        model_options(window, precision, mix)  # bad settings fail here, not at the first block
+        self._lookahead = lookahead_bytes(chunk_size, block_chunks)
         self._out = io.BytesIO()
-        self._prefix, self._prompt_info, self._prompt_code = steering(self._predictor, prompt, embed_prompt,
-                                                                      prompt_levels)
         self._writer: ArchiveWriter | None = None
         self._pending = bytearray()
         self._flushed = False
-        if chunk_size is not None or self._predictor.mixer is None:
-            self._start(DEFAULT_CHUNK_SIZE if chunk_size is None else chunk_size)
-        # else whole-file segments: sized once the input's length is known (at flush), or once it exceeds
-        # the largest block, as compress() does for a whole input
 
-    def _start(self, chunk_size: int) -> None:
-        self._chunk_size = chunk_size
-        self._block_bytes = chunk_size * self._block_chunks
-        header = make_header(self._predictor, chunk_size, self._block_chunks)
-        header.prompt, header.prompt_code = self._prompt_info, self._prompt_code
+    def _ready(self) -> bool:
+        """Whether coding can start before the input ends: longer than the look-ahead, and no front end's."""
+        if len(self._pending) < self._lookahead:
+            return False
+        head = bytes(self._pending[:formats.HEAD_BYTES])
+        return not (self._settings["front_ends"] and formats.claims(head)
+                    and len(self._pending) <= formats.MAX_FILE_BYTES)
+
+    def _start(self) -> None:
+        s = self._settings
+        plan = plan_input(io.BytesIO(bytes(self._pending[:self._lookahead])), self._model, None, self._lookahead,
+                          front_ends=False)
+        predictor = load_predictor(plan.model, **model_options(s["window"], s["precision"], s["mix"]))
+        self._prefix, prompt_info, prompt_code = steering(predictor, s["prompt"], s["embed_prompt"],
+                                                          s["prompt_levels"])
+        chunk_size = s["chunk_size"] or default_chunk_size(predictor, None, s["block_chunks"])
+        self._predictor, self._chunk_size = predictor, chunk_size
+        self._block_bytes = chunk_size * s["block_chunks"]
+        header = make_header(predictor, chunk_size, s["block_chunks"])
+        header.prompt, header.prompt_code = prompt_info, prompt_code
         self._writer = ArchiveWriter(self._out, header)
 
     def _take_output(self) -> bytes:
@@ -115,9 +132,9 @@ class LmpressCompressor:
             raise ValueError("compressor already flushed")
         self._pending += data
         if self._writer is None:
-            if len(self._pending) < SEGMENT_MAX * self._block_chunks:
+            if not self._ready():
                 return b""
-            self._start(segment_size(None))
+            self._start()
         while len(self._pending) >= self._block_bytes:
             self._code(bytes(self._pending[: self._block_bytes]))
             del self._pending[: self._block_bytes]
@@ -127,9 +144,8 @@ class LmpressCompressor:
         if self._flushed:
             raise ValueError("repeated call to flush()")
         self._flushed = True
-        if self._writer is None:
-            self._start(segment_size(len(self._pending), self._block_chunks))
-        assert self._writer is not None
+        if self._writer is None:  # the whole input is here: exactly what compress() makes of it
+            return compress(bytes(self._pending), self._model, **self._settings)
         if self._pending:
             self._code(bytes(self._pending))
             self._pending.clear()
@@ -257,4 +273,4 @@ def open(filename: str | os.PathLike | BinaryIO, mode: str = "rb", *, model: str
                 return io.BytesIO(decompress(f.read(), model))
         return io.BytesIO(decompress(filename.read(), model))
     raw = builtins.open(filename, "wb") if is_path else filename
-    return io.BufferedWriter(_WriteFile(raw, LmpressCompressor(model or "default"), close_raw=is_path))
+    return io.BufferedWriter(_WriteFile(raw, LmpressCompressor(model or AUTO), close_raw=is_path))

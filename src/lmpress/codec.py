@@ -284,6 +284,11 @@ class Plan:
     file_crc: int = 0
 
 
+def lookahead_bytes(chunk_size: int | None, block_chunks: int) -> int:
+    """How much of an input is read before coding starts: one block (whole-file segments: the largest one)."""
+    return max((chunk_size or SEGMENT_MAX) * block_chunks, formats.HEAD_BYTES)
+
+
 def plan_input(src: BinaryIO, model: str, length: int | None, lookahead: int, front_ends: bool) -> Plan:
     """Read the input's start; split it with a front end where one reads it; choose the model if ``model`` is AUTO.
 
@@ -387,7 +392,7 @@ def compress_stream(src: BinaryIO, dst: BinaryIO, model: str = AUTO, *,
     """
     check_chunking(chunk_size, block_chunks)
     # read up to one largest block ahead, so that a pipe and a file give the same archive
-    todo = plan_input(src, model, length, SEGMENT_MAX * block_chunks, front_ends)
+    todo = plan_input(src, model, length, lookahead_bytes(chunk_size, block_chunks), front_ends)
     model, src, ahead, length, parsed = todo.model, todo.data, todo.ahead, todo.length, todo.parsed
     if mix is None and parsed is not None and parsed.modality == "image" and precision in (None, "exact") \
             and not is_llm(model):
