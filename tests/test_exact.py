@@ -178,7 +178,7 @@ def test_reference_decoder_without_torch_decodes_lmpress_archive(tmp_path, corpu
     data = (corpus / "text/canterbury/alice29.txt").read_bytes()[:2500]
     archive = tmp_path / "a.lmpz"
     # two blocks, short chunks; the network alone (the reference does not implement the context mixer)
-    archive.write_bytes(lmpress.compress(data, chunk_size=1024, block_chunks=2, mix=False))
+    archive.write_bytes(lmpress.compress(data, "default", chunk_size=1024, block_chunks=2, mix=False))
     npz = tmp_path / "model.npz"
     r = subprocess.run([sys.executable, "-m", "lmpress.cli", "export-exact", "default", str(npz), "--positions",
                         "1024"], capture_output=True, timeout=300)
