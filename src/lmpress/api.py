@@ -24,6 +24,7 @@ from lmpress.codec import (
     plan_input,
     predictor_for_archive,
     prefix_for_archive,
+    prompted_model,
     rebuild_file,
     steering,
 )
@@ -83,7 +84,7 @@ class LmpressCompressor:
                  mix: bool | None = None, prompt: SoftPrompt | None = None, embed_prompt: str | None = None,
                  prompt_levels: int = DEFAULT_PROMPT_LEVELS, front_ends: bool = True) -> None:
         check_chunking(chunk_size, block_chunks)
-        self._model = model
+        self._model = prompted_model(model, prompt)
         self._settings = {"chunk_size": chunk_size, "block_chunks": block_chunks, "window": window,
                           "precision": precision, "mix": mix, "prompt": prompt, "embed_prompt": embed_prompt,
                           "prompt_levels": prompt_levels, "front_ends": front_ends}

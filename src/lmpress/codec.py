@@ -29,7 +29,7 @@ from lmpress.errors import LmpressError
 from lmpress.models.base import Predictor
 from lmpress.models.exact.mixer import IMAGE_MIXER
 from lmpress.models.prompt import SoftPrompt
-from lmpress.models.registry import AUTO, choose_model, is_llm, load_predictor
+from lmpress.models.registry import AUTO, choose_model, is_llm, load_predictor, shipped_with_id
 from lmpress.models.vocab import ByteVocabulary, Vocabulary
 from lmpress.parallel import Backend, BlockRunner
 
@@ -284,6 +284,17 @@ class Plan:
     file_crc: int = 0
 
 
+def prompted_model(model: str, prompt: SoftPrompt | None) -> str:
+    """AUTO with a soft prompt: the shipped model the prompt was made for, not the one chosen by content."""
+    if model != AUTO or prompt is None:
+        return model
+    name = shipped_with_id(prompt.model_id)
+    if name is None:
+        raise LmpressError(f"the soft prompt was made for model id {prompt.model_id[:12]}, which is not a shipped "
+                           "model; pass it with -m")
+    return name
+
+
 def lookahead_bytes(chunk_size: int | None, block_chunks: int) -> int:
     """How much of an input is read before coding starts: one block (whole-file segments: the largest one)."""
     return max((chunk_size or SEGMENT_MAX) * block_chunks, formats.HEAD_BYTES)
@@ -392,6 +403,7 @@ def compress_stream(src: BinaryIO, dst: BinaryIO, model: str = AUTO, *,
     """
     check_chunking(chunk_size, block_chunks)
     # read up to one largest block ahead, so that a pipe and a file give the same archive
+    model = prompted_model(model, prompt)
     todo = plan_input(src, model, length, lookahead_bytes(chunk_size, block_chunks), front_ends)
     model, src, ahead, length, parsed = todo.model, todo.data, todo.ahead, todo.length, todo.parsed
     if mix is None and parsed is not None and parsed.modality == "image" and precision in (None, "exact") \

@@ -62,6 +62,18 @@ def choose_model(kind: str) -> str:
     return MODEL_FOR.get(kind, MODEL_FOR["bytes"])
 
 
+def shipped_with_id(model_id: str) -> str | None:
+    """The shipped byte model whose id is ``model_id`` (a soft prompt names its model only by id)."""
+    from lmpress.models.store import load_model
+    from lmpress.models.store import model_id as id_of
+
+    for name, folder in SHIPPED.items():
+        path = WEIGHTS_DIR / folder / "model.pt"
+        if path.exists() and id_of(load_model(path)[0]) == model_id:
+            return name
+    return None
+
+
 def resolve_name(name: str) -> str:
     return ALIASES.get(name, name)
 
