@@ -60,9 +60,9 @@ def xz_size(data: bytes) -> int:
     return len(lzma.compress(data, preset=9 | lzma.PRESET_EXTREME))
 
 
-def lmpress_row(data: bytes) -> dict:
+def lmpress_row(data: bytes, model: str = "auto") -> dict:
     t0 = time.perf_counter()
-    archive = lmpress.compress(data)
+    archive = lmpress.compress(data, model)
     t1 = time.perf_counter()
     assert lmpress.decompress(archive) == data, "lmpress archive did not decode to the file"
     t2 = time.perf_counter()
@@ -101,6 +101,7 @@ def main() -> None:
     p.add_argument("--stereo-seconds", type=float, default=1.0,
                    help="seconds of the held-out stereo recording (misc_speech/whisper_jfk, from 2 s on) as a "
                         "16-bit stereo WAV; also coded with the channels apart instead of left / left-right (0: none)")
+    p.add_argument("--model", default="auto", help="model for every file (default: chosen per file, as the CLI)")
     p.add_argument("--json", type=Path)
     a = p.parse_args()
     root = corpus_root()
@@ -117,7 +118,7 @@ def main() -> None:
     for name in GREY[:a.grey]:
         pixels = np.asarray(Image.open(root / "image" / "kodak" / name).convert("L"))
         data = netpbm(pixels)
-        report({"file": f"image/kodak/{name} as PGM", "kind": "PGM 8-bit", "bytes": len(data), **lmpress_row(data),
+        report({"file": f"image/kodak/{name} as PGM", "kind": "PGM 8-bit", "bytes": len(data), **lmpress_row(data, a.model),
                 "PNG": png_size(pixels), "JPEG XL": jxl_size(pixels), "xz -9e": xz_size(data)})
     for name in COLOUR[:a.colour]:
         pixels = np.asarray(Image.open(root / "image" / "kodak" / name).convert("RGB"))
@@ -127,7 +128,7 @@ def main() -> None:
             pixels = np.ascontiguousarray(pixels[top:top + h, left:left + w])
         data = netpbm(pixels)
         row = {"file": f"image/kodak/{name} as PPM {pixels.shape[1]}x{pixels.shape[0]}", "kind": "PPM 8-bit RGB",
-               "bytes": len(data), **lmpress_row(data), "PNG": png_size(pixels), "JPEG XL": jxl_size(pixels),
+               "bytes": len(data), **lmpress_row(data, a.model), "PNG": png_size(pixels), "JPEG XL": jxl_size(pixels),
                "xz -9e": xz_size(data)}
         row["planes"] = planes_rate(pixels, row["model"])
         report(row)
@@ -140,12 +141,12 @@ def main() -> None:
         assert lmpress.decompress(archive) == apart
         report({"file": f"audio/misc_speech/whisper_jfk.flac {a.stereo_seconds:g} s as WAV",
                 "kind": "WAV 16-bit stereo",
-                "bytes": len(data), **lmpress_row(data), "FLAC": flac_size(samples, rate), "apart": len(archive),
+                "bytes": len(data), **lmpress_row(data, a.model), "FLAC": flac_size(samples, rate), "apart": len(archive),
                 "xz -9e": xz_size(data)})
     for name in SPEECH[:a.speech]:
         samples, rate = soundfile.read(root / "audio" / name, dtype="int16")
         data = wav(samples, rate)
-        report({"file": f"audio/{name} as WAV", "kind": "WAV 16-bit mono", "bytes": len(data), **lmpress_row(data),
+        report({"file": f"audio/{name} as WAV", "kind": "WAV 16-bit mono", "bytes": len(data), **lmpress_row(data, a.model),
                 "FLAC": flac_size(samples, rate), "xz -9e": xz_size(data)})
     if a.json:
         a.json.write_text(json.dumps(rows, indent=1) + "\n")
