@@ -25,6 +25,7 @@ import soundfile
 from PIL import Image
 
 import lmpress
+from lmpress.codec import colour_mixer
 from lmpress.coding.container import ArchiveReader
 from lmpress.data.corpus import corpus_root
 from lmpress.formats import layout
@@ -72,9 +73,12 @@ def lmpress_row(data: bytes, model: str = "auto") -> dict:
 
 
 def planes_rate(pixels: np.ndarray, model: str) -> int:
-    """Bytes of the colour planes coded as they are (no colour transform), decoded and compared."""
+    """Bytes of the colour planes coded as they are (no colour transform; the same stripes and mixer),
+    decoded and compared."""
     content = layout.image_content(pixels, "none")
-    archive = lmpress.compress(content, model, chunk_size=layout.stripe_chunk(pixels.shape[0]), front_ends=False)
+    height, planes = pixels.shape[0], pixels.shape[2]
+    archive = lmpress.compress(content, model, chunk_size=layout.stripe_chunk(height, planes), front_ends=False,
+                               mix=colour_mixer({"plane": layout.plane_bytes(height, planes)}))
     assert lmpress.decompress(archive) == content
     return len(archive)
 
@@ -118,7 +122,8 @@ def main() -> None:
     for name in GREY[:a.grey]:
         pixels = np.asarray(Image.open(root / "image" / "kodak" / name).convert("L"))
         data = netpbm(pixels)
-        report({"file": f"image/kodak/{name} as PGM", "kind": "PGM 8-bit", "bytes": len(data), **lmpress_row(data, a.model),
+        report({"file": f"image/kodak/{name} as PGM", "kind": "PGM 8-bit", "bytes": len(data),
+                **lmpress_row(data, a.model),
                 "PNG": png_size(pixels), "JPEG XL": jxl_size(pixels), "xz -9e": xz_size(data)})
     for name in COLOUR[:a.colour]:
         pixels = np.asarray(Image.open(root / "image" / "kodak" / name).convert("RGB"))
@@ -141,12 +146,14 @@ def main() -> None:
         assert lmpress.decompress(archive) == apart
         report({"file": f"audio/misc_speech/whisper_jfk.flac {a.stereo_seconds:g} s as WAV",
                 "kind": "WAV 16-bit stereo",
-                "bytes": len(data), **lmpress_row(data, a.model), "FLAC": flac_size(samples, rate), "apart": len(archive),
+                "bytes": len(data), **lmpress_row(data, a.model), "FLAC": flac_size(samples, rate),
+                "apart": len(archive),
                 "xz -9e": xz_size(data)})
     for name in SPEECH[:a.speech]:
         samples, rate = soundfile.read(root / "audio" / name, dtype="int16")
         data = wav(samples, rate)
-        report({"file": f"audio/{name} as WAV", "kind": "WAV 16-bit mono", "bytes": len(data), **lmpress_row(data, a.model),
+        report({"file": f"audio/{name} as WAV", "kind": "WAV 16-bit mono", "bytes": len(data),
+                **lmpress_row(data, a.model),
                 "FLAC": flac_size(samples, rate), "xz -9e": xz_size(data)})
     if a.json:
         a.json.write_text(json.dumps(rows, indent=1) + "\n")

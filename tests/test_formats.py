@@ -96,12 +96,27 @@ def test_stripes_keep_the_row_above_in_reach():
     assert (layout.image_pixels(content, 3, 70, 1, False, "none") == pixels).all()
 
 
+def test_colour_planes_of_a_stripe_share_its_batch_row():
+    pixels = np.random.default_rng(5).integers(0, 256, size=(4, 70, 3), dtype=np.uint8)
+    parsed = layout.image_parsed(pixels, {"transform": "subtract-green"}, b"")
+    plane = parsed.params["plane"]
+    assert plane == 4 * layout.STRIPE and parsed.chunk_size == 3 * plane
+    row = np.frombuffer(parsed.content[:parsed.chunk_size], np.uint8)  # the first stripe: G, R - G, B - G
+    green, red = pixels[:, :64, 1].reshape(-1), pixels[:, :64, 0].reshape(-1)
+    assert (row[:plane] == green).all() and (row[plane:2 * plane] == (red - green + 128).astype(np.uint8)).all()
+    assert (layout.image_pixels(parsed.content, 4, 70, 3, False, "subtract-green") == pixels).all()
+    grey = layout.image_parsed(pixels[:, :, :1], {"transform": "none"}, b"")
+    assert grey.params["plane"] == 0 and grey.chunk_size == 4 * layout.STRIPE
+
+
 @pytest.mark.parametrize("name", ["ppm-8", "tiff-16-big-endian", "wav-24-3ch"])
 def test_archive_round_trip(name):
     data = FILES[name]()
     archive = lmpress.compress(data)
     header = ArchiveReader(io.BytesIO(archive)).header
     assert header.version == 4 and header.layout["format"] == formats.parse(data).params["format"]
+    if header.layout["format"] != "wav":  # several planes: the colour mixer, with the plane distance recorded
+        assert header.arithmetic["name"].endswith("+cm/v1-colour") and header.layout["plane"] > 0
     decompressor = lmpress.LmpressDecompressor()
     assert decompressor.decompress(archive[:50]) + decompressor.decompress(archive[50:]) == data
     assert decompressor.eof

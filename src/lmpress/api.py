@@ -35,7 +35,8 @@ from lmpress.models.registry import AUTO, load_predictor
 
 def compress(data: bytes, model: str = AUTO, *, chunk_size: int | None = None,
              block_chunks: int = DEFAULT_BLOCK_CHUNKS, window: int | None = None, precision: str | None = None,
-             mix: bool | None = None, workers: int = 1, ray: str | None = None, prompt: SoftPrompt | None = None,
+             mix: bool | str | None = None, workers: int = 1, ray: str | None = None,
+             prompt: SoftPrompt | None = None,
              embed_prompt: str | None = None, prompt_levels: int = DEFAULT_PROMPT_LEVELS,
              front_ends: bool = True) -> bytes:
     """Compress ``data`` into a self-describing ``.lmpz`` archive.
@@ -49,7 +50,8 @@ def compress(data: bytes, model: str = AUTO, *, chunk_size: int | None = None,
     ``window``: an LLM's attention window in tokens (for chunks longer than it).
     ``precision``: the arithmetic; None is the model's default: "exact" integer arithmetic for byte models
     (decodes on any CPU), or float kernels for comparison ("float32"; "bfloat16" for LLMs): not portable.
-    ``mix``: context mixing with the byte models (None: wherever it applies; False: the network alone).
+    ``mix``: context mixing with the byte models (None: wherever it applies, with the image or colour
+    contexts for a front end's pixels; False: the network alone; or a mixer's name, as ``cm/v1``).
     ``workers`` / ``ray``: where blocks are coded (``lmpress.parallel``); the archive is the same.
     ``prompt``: a soft prompt (``SoftPrompt.load(path)``); ``embed_prompt`` ("gaussian",
     "histogram", "lloyd-max") stores it in the archive, quantized to ``prompt_levels`` levels.
@@ -81,7 +83,7 @@ class LmpressCompressor:
 
     def __init__(self, model: str = AUTO, *, chunk_size: int | None = None,
                  block_chunks: int = DEFAULT_BLOCK_CHUNKS, window: int | None = None, precision: str | None = None,
-                 mix: bool | None = None, prompt: SoftPrompt | None = None, embed_prompt: str | None = None,
+                 mix: bool | str | None = None, prompt: SoftPrompt | None = None, embed_prompt: str | None = None,
                  prompt_levels: int = DEFAULT_PROMPT_LEVELS, front_ends: bool = True) -> None:
         check_chunking(chunk_size, block_chunks)
         self._model = prompted_model(model, prompt)

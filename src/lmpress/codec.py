@@ -27,7 +27,7 @@ from lmpress.coding.container import ArchiveReader, ArchiveWriter, BlockFrame, H
 from lmpress.coding.hyperprior import decode_vectors, encode_vectors
 from lmpress.errors import LmpressError
 from lmpress.models.base import Predictor
-from lmpress.models.exact.mixer import IMAGE_MIXER
+from lmpress.models.exact.mixer import COLOUR_MIXER, IMAGE_MIXER
 from lmpress.models.prompt import SoftPrompt
 from lmpress.models.registry import AUTO, choose_model, is_llm, load_predictor, shipped_with_id
 from lmpress.models.vocab import ByteVocabulary, Vocabulary
@@ -226,11 +226,18 @@ def model_options(window: int | None = None, precision: str | None = None, mix: 
     return {"window": window, "precision": precision, "mix": mix}
 
 
+def colour_mixer(params: dict) -> str:
+    """The colour mixer's option for an image front end's parameters: its name and the plane distance."""
+    return f"{COLOUR_MIXER}@{int(params.get('plane', 0))}"
+
+
 def archive_options(header: Header) -> dict:
     """The options that decode an archive: its window and the arithmetic it was made with."""
     name = header.arithmetic.get("name", "float32")
     exact = name.startswith("exact")
     mixer_name = name.partition("+")[2]  # "exact-int/v1+cm/v1": the network mixed by mixer cm/v1
+    if mixer_name == COLOUR_MIXER:
+        mixer_name = colour_mixer(header.layout or {})
     return model_options(header.model_info.get("window"), "exact" if exact else name,
                          (mixer_name or False) if exact else False)
 
@@ -379,7 +386,7 @@ def steering(predictor: Predictor, prompt: SoftPrompt | None, embed_prior: str |
 
 def compress_stream(src: BinaryIO, dst: BinaryIO, model: str = AUTO, *,
                     chunk_size: int | None = None, block_chunks: int = DEFAULT_BLOCK_CHUNKS, length: int | None = None,
-                    window: int | None = None, precision: str | None = None, mix: bool | None = None,
+                    window: int | None = None, precision: str | None = None, mix: bool | str | None = None,
                     workers: int = 1, ray: str | None = None,
                     progress: ProgressFn | None = None, prompt: SoftPrompt | None = None,
                     embed_prompt: str | None = None, prompt_levels: int = DEFAULT_PROMPT_LEVELS,
@@ -407,8 +414,8 @@ def compress_stream(src: BinaryIO, dst: BinaryIO, model: str = AUTO, *,
     todo = plan_input(src, model, length, lookahead_bytes(chunk_size, block_chunks), front_ends)
     model, src, ahead, length, parsed = todo.model, todo.data, todo.ahead, todo.length, todo.parsed
     if mix is None and parsed is not None and parsed.modality == "image" and precision in (None, "exact") \
-            and not is_llm(model):
-        mix = IMAGE_MIXER  # stripes of pixels: the mixer with image contexts
+            and not is_llm(model):  # stripes of pixels: the mixer with image contexts (and colour ones)
+        mix = colour_mixer(parsed.params) if parsed.params.get("plane") else IMAGE_MIXER
     options = model_options(window, precision, mix)
     predictor = load_predictor(model, **options)
     prefix, prompt_info, prompt_code = steering(predictor, prompt, embed_prompt, prompt_levels)

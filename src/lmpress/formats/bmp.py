@@ -44,7 +44,7 @@ def parse(data: bytes) -> Parsed | None:
         pixels = pixels[:, :, [2, 1, 0, *range(3, channels)]]
     transform = "subtract-green" if channels >= 3 else "none"
     params = {"width": width, "height": rows, "channels": channels, "top_down": top_down, "transform": transform}
-    return Parsed("image", params, side, layout.image_content(pixels, transform), layout.stripe_chunk(rows))
+    return layout.image_parsed(pixels, params, side)
 
 
 def rebuild(params: dict, side: bytes, content: bytes) -> bytes:

@@ -3,8 +3,10 @@
 **Images** are coded as stripes 64 pixels wide (the width of the image model's 32 x 64 training
 patches), each stripe from the top row to the bottom one, so the rows above a pixel stay inside the
 model's 512-byte attention span (8 rows) all the way down; independent 32-row patches would start
-cold every 32 rows. A stripe is one batch row of the coder. The last stripe is padded to 64 columns
-by repeating the image's last column (cheap to predict; dropped on decode).
+cold every 32 rows. A stripe is one batch row of the coder, its planes one after another, so the
+context mixer sees the same pixel in the plane before (``plane`` bytes back; the colour mixer's
+contexts). The last stripe is padded to 64 columns by repeating the image's last column (cheap to
+predict; dropped on decode).
 
 Colour images are coded as planes after a reversible colour transform: green, then red and blue as
 differences from green (mod 256, centred on 128), PNG's and JPEG XL's "subtract green". Samples wider
@@ -20,28 +22,35 @@ from __future__ import annotations
 
 import numpy as np
 
+from lmpress.formats.base import Parsed
+
 STRIPE = 64  # pixels per stripe row: the image model's row width
 MAX_STRIPE_ROWS = 16384  # rows per batch row at most (the codec's chunk limit is 1 MiB)
 COLOUR_TRANSFORMS = ("subtract-green", "none")
 
 
-def stripe_chunk(height: int) -> int:
-    """Bytes per batch row: a whole stripe (or its first MAX_STRIPE_ROWS rows)."""
-    return min(height, MAX_STRIPE_ROWS) * STRIPE
+def stripe_chunk(height: int, planes: int = 1) -> int:
+    """Bytes per batch row: a whole stripe with its planes (or its first MAX_STRIPE_ROWS rows)."""
+    return min(height * planes, MAX_STRIPE_ROWS) * STRIPE
+
+
+def plane_bytes(height: int, planes: int) -> int:
+    """Bytes from a pixel back to the same pixel of the plane before, within a batch row (0: none there)."""
+    return height * STRIPE if planes > 1 and height * planes <= MAX_STRIPE_ROWS else 0
 
 
 def planes_to_stripes(planes: np.ndarray) -> bytes:
-    """[P, H, W] uint8 planes -> stripes in plane order."""
+    """[P, H, W] uint8 planes -> stripes left to right, each with its planes in order."""
     p, h, w = planes.shape
     n = -(-w // STRIPE)
     padded = np.pad(planes, ((0, 0), (0, 0), (0, n * STRIPE - w)), mode="edge")
-    return padded.reshape(p, h, n, STRIPE).transpose(0, 2, 1, 3).tobytes()
+    return padded.reshape(p, h, n, STRIPE).transpose(2, 0, 1, 3).tobytes()
 
 
 def stripes_to_planes(content: bytes, p: int, h: int, w: int) -> np.ndarray:
     n = -(-w // STRIPE)
-    stripes = np.frombuffer(content, dtype=np.uint8).reshape(p, n, h, STRIPE)
-    return np.ascontiguousarray(stripes.transpose(0, 2, 1, 3).reshape(p, h, n * STRIPE)[:, :, :w])
+    stripes = np.frombuffer(content, dtype=np.uint8).reshape(n, p, h, STRIPE)
+    return np.ascontiguousarray(stripes.transpose(1, 2, 0, 3).reshape(p, h, n * STRIPE)[:, :, :w])
 
 
 def pixels_to_planes(pixels: np.ndarray, transform: str) -> np.ndarray:
@@ -70,6 +79,13 @@ def planes_to_pixels(planes: np.ndarray, channels: int, wide: bool, transform: s
 
 def image_content(pixels: np.ndarray, transform: str) -> bytes:
     return planes_to_stripes(pixels_to_planes(pixels, transform))
+
+
+def image_parsed(pixels: np.ndarray, params: dict, side: bytes) -> Parsed:
+    """A front end's image ([H, W, C] samples) as the coder takes it; ``params`` gain the plane distance."""
+    height, channels = pixels.shape[0], pixels.shape[2] * pixels.dtype.itemsize
+    params = {**params, "plane": plane_bytes(height, channels)}
+    return Parsed("image", params, side, image_content(pixels, params["transform"]), stripe_chunk(height, channels))
 
 
 def image_pixels(content: bytes, height: int, width: int, channels: int, wide: bool, transform: str) -> np.ndarray:

@@ -52,7 +52,7 @@ def parse(data: bytes) -> Parsed | None:
     pixels = np.frombuffer(raster, dtype=">u2" if wide else np.uint8).reshape(height, width, channels)
     transform = "subtract-green" if channels == 3 and not wide else "none"
     params = {"width": width, "height": height, "channels": channels, "wide": wide, "transform": transform}
-    return Parsed("image", params, side, layout.image_content(pixels, transform), layout.stripe_chunk(height))
+    return layout.image_parsed(pixels, params, side)
 
 
 def rebuild(params: dict, side: bytes, content: bytes) -> bytes:

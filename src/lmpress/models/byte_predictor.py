@@ -70,10 +70,12 @@ class TransformerPredictor:
         can_mix = self.exact is not None and self.vocab.size == 256
         if mix and not can_mix:
             raise LmpressError("context mixing needs exact arithmetic and a byte vocabulary")
-        variant = mix if isinstance(mix, str) else mixer.MIXER
-        if variant not in mixer.VARIANTS:
-            raise LmpressError(f"unknown context mixer {variant!r} (this lmpress has {', '.join(mixer.VARIANTS)})")
-        self.mixer = (mixer.ContextMixer(entropy.TOTAL, self.exact.logit_exp, mixer.VARIANTS[variant], name=variant)
+        # a mixer name, with "@N" for the colour mixer's plane distance (from the image's layout)
+        variant, _, plane = (mix if isinstance(mix, str) else mixer.MIXER).partition("@")
+        if variant not in mixer.VARIANTS or not (plane or "0").isdigit():
+            raise LmpressError(f"unknown context mixer {mix!r} (this lmpress has {', '.join(mixer.VARIANTS)})")
+        self.mixer = (mixer.ContextMixer(entropy.TOTAL, self.exact.logit_exp, mixer.VARIANTS[variant], name=variant,
+                                         plane=int(plane or 0))
                       if can_mix and mix is not False else None)
         # archives name the arithmetic by 128 bits of its SHA-256 (as they name soft prompts)
         self.arithmetic = None
@@ -87,7 +89,7 @@ class TransformerPredictor:
 
     @classmethod
     def from_file(cls, path: Path, name: str | None = None, precision: str = "exact",
-                  mix: bool | None = None) -> TransformerPredictor:
+                  mix: bool | str | None = None) -> TransformerPredictor:
         model, manifest = load_model(path)
         return cls(model, name or str(path), manifest, precision, mix)
 

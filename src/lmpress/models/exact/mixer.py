@@ -68,7 +68,14 @@ _STRIPE = 64
 _IMAGE_ORDERS = (1, 2, _IMAGE_NW, _IMAGE_GRADIENT, _IMAGE_NEIGHBOURS, _IMAGE_VERTICAL, _IMAGE_HORIZONTAL,
                  _IMAGE_ACTIVITY)
 IMAGE_MIXER = f"{MIXER}-image"
-VARIANTS = {MIXER: ORDERS, IMAGE_MIXER: _IMAGE_ORDERS}  # mixer name -> its contexts
+# The colour variant (``cm/v1-colour``, images of several planes): the image contexts plus two made of the
+# same pixel's neighbourhood in the plane before (``plane`` bytes back in the batch row, see
+# lmpress.formats.layout): how far that plane's gradient prediction missed, and where its local
+# differences carried onto this plane's neighbours would land.
+_PLANE_ERROR, _PLANE_SHAPE = -7, -8
+_COLOUR_ORDERS = (*_IMAGE_ORDERS, _PLANE_ERROR, _PLANE_SHAPE)
+COLOUR_MIXER = f"{MIXER}-colour"
+VARIANTS = {MIXER: ORDERS, IMAGE_MIXER: _IMAGE_ORDERS, COLOUR_MIXER: _COLOUR_ORDERS}  # mixer name -> its contexts
 
 
 def _read_only(a: np.ndarray) -> np.ndarray:
@@ -104,7 +111,7 @@ def probability_scores() -> np.ndarray:
 def digest(variant: str = MIXER) -> str:
     """SHA-256 of a mixer's definition (its constants and tables), part of an archive's arithmetic id."""
     constants = {k: v for k, v in globals().items() if k.isupper() and isinstance(v, (int, str, tuple))
-                 and not k.startswith("_") and k != "IMAGE_MIXER"}
+                 and not k.startswith("_") and k not in ("IMAGE_MIXER", "COLOUR_MIXER")}
     h = hashlib.sha256(json.dumps(constants, sort_keys=True).encode())
     h.update(count_scores().astype("<i8").tobytes())
     h.update(probability_scores().astype("<i8").tobytes())
@@ -121,8 +128,9 @@ class ContextMixer:
     archives always use the whole definition (``MIXER``)."""
 
     def __init__(self, total: int, logit_exp: np.ndarray, orders: tuple[int, ...] = ORDERS,
-                 match: bool = True, name: str = MIXER) -> None:
+                 match: bool = True, name: str = MIXER, plane: int = 0) -> None:
         self.name = name
+        self.plane = plane  # bytes back to the same pixel in the plane before (colour contexts; 0: none)
         self.total = total
         self.logit_exp = logit_exp
         self.scores = count_scores()
@@ -157,8 +165,8 @@ class ContextMixer:
     def mix(self, logits: np.ndarray) -> np.ndarray:
         """Coder weights (int64 [batch, 256]) for the network's integer logits of this step."""
         self.network[:] = logits
-        _predict(self.network, self.history, self.steps, self.rows, self.orders, self.counts, self.checks,
-                 self.scores, self.match, self.match_stats, self.weights, self.sets, self.context_rows,
+        _predict(self.network, self.history, self.steps, self.plane, self.rows, self.orders, self.counts,
+                 self.checks, self.scores, self.match, self.match_stats, self.weights, self.sets, self.context_rows,
                  self.calibration, self.probability_scores, self.row_scores, self.total_bins, self.count_bins,
                  self.mixed)
         self.coder_weights = ops.frequencies_from_logits(self.mixed, self.logit_exp, self.total)
@@ -207,11 +215,28 @@ def _pixel(history, row, t, back):  # pragma: no cover - compiled
 
 
 @njit(cache=True, nogil=True)
-def _image_context(history, row, t, order):  # pragma: no cover - compiled
-    """Values whose hash is an image context: the pixels around position t of a stripe (rows of _STRIPE)."""
+def _gradient(history, row, t):  # pragma: no cover - compiled
+    w, n, nw = _pixel(history, row, t, 1), _pixel(history, row, t, _STRIPE), _pixel(history, row, t, _STRIPE + 1)
+    return min(max(w + n - nw, 0), 255)
+
+
+@njit(cache=True, nogil=True)
+def _image_context(history, row, t, order, plane):  # pragma: no cover - compiled
+    """Values whose hash is an image context: the pixels around position t of a stripe (rows of _STRIPE),
+    and for the colour contexts the same pixel ``plane`` bytes back."""
     w, ww = _pixel(history, row, t, 1), _pixel(history, row, t, 2)
     n, nn = _pixel(history, row, t, _STRIPE), _pixel(history, row, t, 2 * _STRIPE)
     nw, ne = _pixel(history, row, t, _STRIPE + 1), _pixel(history, row, t, _STRIPE - 1)
+    if order == _PLANE_ERROR or order == _PLANE_SHAPE:
+        if plane == 0 or t < plane:  # the first plane: no plane before
+            return min(max(w + n - nw, 0), 255), -100, order
+        u = np.int64(history[row, t - plane])
+        which = order * 4 - min(t // plane, 3)  # planes differ (red and blue differences, low bytes)
+        if order == _PLANE_ERROR:
+            miss = min(max(u - _gradient(history, row, t - plane), -48), 48)
+            return min(max(w + n - nw, 0), 255), miss >> 1, which
+        uw, un = _pixel(history, row, t - plane, 1), _pixel(history, row, t - plane, _STRIPE)
+        return min(max(w + u - uw, 0), 255) >> 1, min(max(n + u - un, 0), 255) >> 1, which
     if order == _IMAGE_NW:
         return n, w, -1
     if order == _IMAGE_GRADIENT:  # the gradient predictor's value (as in JPEG-LS / PNG's Paeth family)
@@ -231,10 +256,10 @@ def _image_context(history, row, t, order):  # pragma: no cover - compiled
 
 
 @njit(cache=True, nogil=True)
-def _context_row(history, row, t, order, k):  # pragma: no cover - compiled
+def _context_row(history, row, t, order, k, plane):  # pragma: no cover - compiled
     """(table row, check) of the context of ``order`` bytes before position t of a history row."""
     if order < 0:
-        a, b, c = _image_context(history, row, t, order)
+        a, b, c = _image_context(history, row, t, order, plane)
         h = np.uint64(k + 1) * np.uint64(0x9E3779B97F4A7C15)
         for v in (a, b, c):
             h = (h ^ np.uint64(v + 1024)) * np.uint64(0x100000001B3)
@@ -265,14 +290,14 @@ def _context_row(history, row, t, order, k):  # pragma: no cover - compiled
 
 
 @njit(cache=True, nogil=True)
-def _predict(network, history, t, rows, orders, counts, checks, scores, match, match_stats, weights, sets,
+def _predict(network, history, t, plane, rows, orders, counts, checks, scores, match, match_stats, weights, sets,
              context_rows, calibration, probability_scores, row_scores, total_bins, count_bins,
              mixed):  # pragma: no cover - compiled
     n_orders = orders.shape[0]
     for b in range(network.shape[0]):
         row = rows[b]
         for k in range(n_orders):
-            index, check = _context_row(history, row, t, orders[k], k)
+            index, check = _context_row(history, row, t, orders[k], k, plane)
             if check != 0 and checks[k, index] != check:  # another context hashed here: start it afresh
                 counts[k, index, :] = 0
                 checks[k, index] = check
