@@ -115,7 +115,9 @@ def test_archive_round_trip(name):
     archive = lmpress.compress(data)
     header = ArchiveReader(io.BytesIO(archive)).header
     assert header.version == 4 and header.layout["format"] == formats.parse(data).params["format"]
-    if header.layout["format"] != "wav":  # several planes: the colour mixer, with the plane distance recorded
+    if header.layout["format"] == "wav":  # sample streams: the mixer with sample predictors
+        assert header.arithmetic["name"].endswith("+cm/v1-audio")
+    else:  # several planes: the colour mixer, with the plane distance recorded
         assert header.arithmetic["name"].endswith("+cm/v1-colour") and header.layout["plane"] > 0
     decompressor = lmpress.LmpressDecompressor()
     assert decompressor.decompress(archive[:50]) + decompressor.decompress(archive[50:]) == data
@@ -140,6 +142,18 @@ def test_real_stereo_speech_round_trips(corpus):
     archive = lmpress.compress(data)
     assert ArchiveReader(io.BytesIO(archive)).header.layout["channels"] == 2
     assert lmpress.decompress(archive) == data
+
+
+def test_sample_predictors_code_real_speech_better_than_byte_contexts(corpus):
+    samples, rate = soundfile.read(corpus / "audio" / "librispeech_test-other" / "1688-142285-0000.flac",
+                                   dtype="int16")
+    speech = io.BytesIO()
+    soundfile.write(speech, samples[:8000], rate, format="WAV", subtype="PCM_16")  # 0.5 s, held out
+    data = speech.getvalue()
+    predicted, byte_contexts = lmpress.compress(data), lmpress.compress(data, mix="cm/v1")
+    assert ArchiveReader(io.BytesIO(predicted)).header.arithmetic["name"].endswith("+cm/v1-audio")
+    assert lmpress.decompress(predicted) == data and lmpress.decompress(byte_contexts) == data
+    assert len(predicted) < 0.97 * len(byte_contexts)
 
 
 def test_text_gets_the_text_model_unless_told():

@@ -27,7 +27,7 @@ from lmpress.coding.container import ArchiveReader, ArchiveWriter, BlockFrame, H
 from lmpress.coding.hyperprior import decode_vectors, encode_vectors
 from lmpress.errors import LmpressError
 from lmpress.models.base import Predictor
-from lmpress.models.exact.mixer import COLOUR_MIXER, IMAGE_MIXER
+from lmpress.models.exact.mixer import AUDIO_MIXER, COLOUR_MIXER, IMAGE_MIXER
 from lmpress.models.prompt import SoftPrompt
 from lmpress.models.registry import AUTO, choose_model, is_llm, load_predictor, shipped_with_id
 from lmpress.models.vocab import ByteVocabulary, Vocabulary
@@ -226,6 +226,14 @@ def model_options(window: int | None = None, precision: str | None = None, mix: 
     return {"window": window, "precision": precision, "mix": mix}
 
 
+def front_end_mixer(parsed: formats.Parsed) -> str:
+    """The mixer for a front end's content: image contexts for stripes of pixels (and colour ones for
+    several planes), sample predictors for audio streams."""
+    if parsed.modality == "audio":
+        return AUDIO_MIXER
+    return colour_mixer(parsed.params) if parsed.params.get("plane") else IMAGE_MIXER
+
+
 def colour_mixer(params: dict) -> str:
     """The colour mixer's option for an image front end's parameters: its name and the plane distance."""
     return f"{COLOUR_MIXER}@{int(params.get('plane', 0))}"
@@ -413,9 +421,8 @@ def compress_stream(src: BinaryIO, dst: BinaryIO, model: str = AUTO, *,
     model = prompted_model(model, prompt)
     todo = plan_input(src, model, length, lookahead_bytes(chunk_size, block_chunks), front_ends)
     model, src, ahead, length, parsed = todo.model, todo.data, todo.ahead, todo.length, todo.parsed
-    if mix is None and parsed is not None and parsed.modality == "image" and precision in (None, "exact") \
-            and not is_llm(model):  # stripes of pixels: the mixer with image contexts (and colour ones)
-        mix = colour_mixer(parsed.params) if parsed.params.get("plane") else IMAGE_MIXER
+    if mix is None and parsed is not None and precision in (None, "exact") and not is_llm(model):
+        mix = front_end_mixer(parsed)
     options = model_options(window, precision, mix)
     predictor = load_predictor(model, **options)
     prefix, prompt_info, prompt_code = steering(predictor, prompt, embed_prompt, prompt_levels)

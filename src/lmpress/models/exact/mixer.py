@@ -75,7 +75,22 @@ IMAGE_MIXER = f"{MIXER}-image"
 _PLANE_ERROR, _PLANE_SHAPE = -7, -8
 _COLOUR_ORDERS = (*_IMAGE_ORDERS, _PLANE_ERROR, _PLANE_SHAPE)
 COLOUR_MIXER = f"{MIXER}-colour"
-VARIANTS = {MIXER: ORDERS, IMAGE_MIXER: _IMAGE_ORDERS, COLOUR_MIXER: _COLOUR_ORDERS}  # mixer name -> its contexts
+# The audio variant (``cm/v1-audio``, for the audio front end's 16-bit little-endian streams): orders 1 and 2
+# and, instead of the longer orders, linear predictors of the next sample: FLAC's fixed polynomials of
+# orders 1 to 3, and a normalized LMS filter over the last _LMS_TAPS samples that adapts after each sample,
+# in integers (weights at 2**-16, steps of e x / (|x|^2 + 1) at 2**-2). Each scores a byte by the Laplace
+# log-density of the sample it would make, -|e| / b in 1/256 nats with b the mean size of that predictor's
+# recent errors: for a low byte the distance to the prediction's low byte (round the circle), for a high
+# byte the whole sample's (its low byte known).
+_AUDIO_ORDERS = (1, 2)
+_AUDIO_PREDICTORS = 4
+_LMS_TAPS = 16
+_LMS_STEP = 14  # log2 of the step size at the weights' scale (2**16): steps of 2**-2
+_LMS_LIMIT = 1 << 24  # weights stay within +-256 (sums far inside int64 whatever the input)
+_AUDIO_FLOOR = -8192  # the lowest score (32 nats)
+AUDIO_MIXER = f"{MIXER}-audio"
+VARIANTS = {MIXER: ORDERS, IMAGE_MIXER: _IMAGE_ORDERS, COLOUR_MIXER: _COLOUR_ORDERS,
+            AUDIO_MIXER: _AUDIO_ORDERS}  # mixer name -> its contexts
 
 
 def _read_only(a: np.ndarray) -> np.ndarray:
@@ -111,12 +126,15 @@ def probability_scores() -> np.ndarray:
 def digest(variant: str = MIXER) -> str:
     """SHA-256 of a mixer's definition (its constants and tables), part of an archive's arithmetic id."""
     constants = {k: v for k, v in globals().items() if k.isupper() and isinstance(v, (int, str, tuple))
-                 and not k.startswith("_") and k not in ("IMAGE_MIXER", "COLOUR_MIXER")}
+                 and not k.startswith("_") and k not in ("IMAGE_MIXER", "COLOUR_MIXER", "AUDIO_MIXER")}
     h = hashlib.sha256(json.dumps(constants, sort_keys=True).encode())
     h.update(count_scores().astype("<i8").tobytes())
     h.update(probability_scores().astype("<i8").tobytes())
     if variant != MIXER:
         h.update(json.dumps({"variant": variant, "orders": VARIANTS[variant], "stripe": _STRIPE}).encode())
+    if variant == AUDIO_MIXER:
+        h.update(json.dumps({"predictors": _AUDIO_PREDICTORS, "floor": _AUDIO_FLOOR, "taps": _LMS_TAPS,
+                             "step": _LMS_STEP, "limit": _LMS_LIMIT}).encode())
     return h.hexdigest()
 
 
@@ -131,6 +149,7 @@ class ContextMixer:
                  match: bool = True, name: str = MIXER, plane: int = 0) -> None:
         self.name = name
         self.plane = plane  # bytes back to the same pixel in the plane before (colour contexts; 0: none)
+        self.predictors = _AUDIO_PREDICTORS if name == AUDIO_MIXER else 0
         self.total = total
         self.logit_exp = logit_exp
         self.scores = count_scores()
@@ -147,10 +166,16 @@ class ContextMixer:
         self.calibration = np.zeros((n, BINS, BINS, 2), dtype=np.int64)
         self.row_scores = np.zeros((batch, n, BINS), dtype=np.int64)
         self.total_bins = np.zeros((batch, n), dtype=np.int64)
-        self.weights = np.zeros((LENGTH_BUCKETS * (n + 1), n + 2), dtype=np.int64)
-        self.weights[:, 0] = 1 << WEIGHT_BITS  # the network alone, until the others earn their weight,
-        self.weights[:, -1] = 1 << WEIGHT_BITS  # and the match model, whose score is calibrated by its hits
-        self.weights[:, 1:-1] = INITIAL_CONTEXT_WEIGHT
+        self.weights = np.zeros((LENGTH_BUCKETS * (n + 1), n + 2 + self.predictors), dtype=np.int64)
+        self.weights[:, 0] = 1 << WEIGHT_BITS  # the network alone, until the others earn their weight
+        self.weights[:, 1:n + 1] = INITIAL_CONTEXT_WEIGHT
+        self.weights[:, n + 1] = 1 << WEIGHT_BITS  # and the match model, whose score is calibrated by its hits
+        self.weights[:, n + 2:] = 1 << (WEIGHT_BITS - 3)  # the sample predictors, 1/8 each at the start
+        # per batch row and sample predictor: its prediction, the mean size of its errors (1/16), byte scores
+        self.predictions = np.zeros((batch, self.predictors), dtype=np.int64)
+        self.error_sizes = np.full((batch, self.predictors), 256 << 4, dtype=np.int64)
+        self.predictor_scores = np.zeros((batch, self.predictors, 256), dtype=np.int64)
+        self.lms = np.zeros((batch, _LMS_TAPS if self.predictors else 0), dtype=np.int64)  # LMS filter weights
         self.match_stats = np.zeros((LENGTH_BUCKETS, 2), dtype=np.int64)  # hits, misses per match length
         self.match_table = np.zeros(1 << MATCH_BITS, dtype=np.int64)  # row << 32 | next position, + 1
         self.history = np.zeros((batch, 4096), dtype=np.uint8)
@@ -168,7 +193,7 @@ class ContextMixer:
         _predict(self.network, self.history, self.steps, self.plane, self.rows, self.orders, self.counts,
                  self.checks, self.scores, self.match, self.match_stats, self.weights, self.sets, self.context_rows,
                  self.calibration, self.probability_scores, self.row_scores, self.total_bins, self.count_bins,
-                 self.mixed)
+                 self.predictions, self.error_sizes, self.predictor_scores, self.lms, self.mixed)
         self.coder_weights = ops.frequencies_from_logits(self.mixed, self.logit_exp, self.total)
         return self.coder_weights
 
@@ -178,14 +203,15 @@ class ContextMixer:
             self.history = np.concatenate([self.history, np.zeros_like(self.history)], axis=1)
         _update(symbols, self.network, self.coder_weights, self.total, self.history,
                 self.steps, self.rows, self.counts, self.scores, self.match, self.match_stats, self.weights,
-                self.sets, self.context_rows, self.calibration, self.row_scores, self.total_bins, self.count_bins)
+                self.sets, self.context_rows, self.calibration, self.row_scores, self.total_bins, self.count_bins,
+                self.predictions, self.error_sizes, self.predictor_scores, self.lms)
         self.steps += 1
         if self.use_match:
             _find_matches(self.history, self.steps, self.rows, self.match, self.match_table)
 
     def retain(self, rows: np.ndarray) -> None:
         for name in ("rows", "context_rows", "match", "sets", "network", "mixed", "coder_weights", "row_scores",
-                     "total_bins"):
+                     "total_bins", "predictions", "error_sizes", "predictor_scores", "lms"):
             setattr(self, name, np.ascontiguousarray(getattr(self, name)[rows]))
 
 
@@ -292,7 +318,7 @@ def _context_row(history, row, t, order, k, plane):  # pragma: no cover - compil
 @njit(cache=True, nogil=True)
 def _predict(network, history, t, plane, rows, orders, counts, checks, scores, match, match_stats, weights, sets,
              context_rows, calibration, probability_scores, row_scores, total_bins, count_bins,
-             mixed):  # pragma: no cover - compiled
+             predictions, error_sizes, predictor_scores, lms, mixed):  # pragma: no cover - compiled
     n_orders = orders.shape[0]
     for b in range(network.shape[0]):
         row = rows[b]
@@ -326,15 +352,23 @@ def _predict(network, history, t, plane, rows, orders, counts, checks, scores, m
             hits, misses = match_stats[_length_bucket(match[b, 0])]
             match[b, 3] = scores[hits] - scores[misses] + LN_255
             mixed[b, history[match[b, 1], match[b, 2]]] += w[1 + n_orders] * match[b, 3]
+        if predictions.shape[1] > 0:
+            _sample_scores(history, row, t, predictions[b], error_sizes[b], lms[b], predictor_scores[b])
+            for k in range(predictions.shape[1]):
+                wk, sc = w[2 + n_orders + k], predictor_scores[b, k]
+                for s in range(256):
+                    mixed[b, s] += wk * sc[s]
         for s in range(256):
             mixed[b, s] >>= WEIGHT_BITS
 
 
 @njit(cache=True, nogil=True)
 def _update(symbols, network, coder_weights, total, history, t, rows, counts, scores, match, match_stats, weights,
-            sets, context_rows, calibration, row_scores, total_bins, count_bins):  # pragma: no cover - compiled
+            sets, context_rows, calibration, row_scores, total_bins, count_bins, predictions, error_sizes,
+            predictor_scores, lms):  # pragma: no cover - compiled
     n_orders = context_rows.shape[1]
-    grad = np.empty(2 + n_orders, dtype=np.int64)
+    n_predictors = predictions.shape[1]
+    grad = np.empty(2 + n_orders + n_predictors, dtype=np.int64)
     for b in range(symbols.shape[0]):
         x = symbols[b]
         row = rows[b]
@@ -360,8 +394,21 @@ def _update(symbols, network, coder_weights, total, history, t, rows, counts, sc
             if stats[0] + stats[1] > COUNT_LIMIT:
                 stats[0] >>= 1
                 stats[1] >>= 1
+        for k in range(n_predictors):
+            sc = predictor_scores[b, k]
+            expect = np.int64(0)
+            for s in range(256):
+                expect += (coder_weights[b, s] + 1) * sc[s]
+            grad[2 + n_orders + k] = sc[x] - expect // total
+            if t & 1:  # a high byte: the sample is whole; the predictor's error size follows it
+                sample = _signed_sample(np.int64(history[row, t - 1]), np.int64(x))
+                size = error_sizes[b, k]
+                error_sizes[b, k] = max(size + (((abs(sample - predictions[b, k]) << 4) - size) >> 4), 16)
+        if n_predictors > 0 and t & 1:  # the LMS filter learns from the whole sample
+            _lms_update(history, row, t - 3, _signed_sample(np.int64(history[row, t - 1]), np.int64(x)) -
+                        predictions[b, n_predictors - 1], lms[b])
         w = weights[sets[b]]
-        for i in range(2 + n_orders):
+        for i in range(2 + n_orders + n_predictors):
             w[i] += (grad[i] * LEARNING_RATE) >> LEARNING_SHIFT
         for k in range(n_orders):
             c = counts[k, context_rows[b, k]]
@@ -384,6 +431,57 @@ def _update(symbols, network, coder_weights, total, history, t, rows, counts, sc
                 match[b, 2] += 1
             else:
                 match[b, 0] = 0
+
+
+@njit(cache=True, nogil=True)
+def _signed_sample(low, high):  # pragma: no cover - compiled
+    return ((high ^ 128) - 128) * 256 + low
+
+
+@njit(cache=True, nogil=True)
+def _sample_at(history, row, i):  # pragma: no cover - compiled
+    """The 16-bit sample whose low byte is at position i of a history row (0 before the row starts)."""
+    return _signed_sample(np.int64(history[row, i]), np.int64(history[row, i + 1])) if i >= 0 else np.int64(0)
+
+
+@njit(cache=True, nogil=True)
+def _lms_update(history, row, start, error, weights):  # pragma: no cover - compiled
+    """Normalized LMS: weights += error x / (|x|^2 + 1), x the samples before (the last one's low byte at start)."""
+    norm = np.int64(1)
+    for i in range(weights.shape[0]):
+        v = _sample_at(history, row, start - 2 * i)
+        norm += v * v
+    for i in range(weights.shape[0]):
+        step = (error * _sample_at(history, row, start - 2 * i) << _LMS_STEP) // norm
+        weights[i] = min(max(weights[i] + step, -_LMS_LIMIT), _LMS_LIMIT)
+
+
+@njit(cache=True, nogil=True)
+def _sample_scores(history, row, t, predictions, error_sizes, lms, scores):  # pragma: no cover - compiled
+    """Each sample predictor's prediction for the sample that position t belongs to, and its byte scores."""
+    start = t - 2 - (t & 1)  # the last whole sample's low byte (streams start at even positions)
+    s1, s2, s3 = _sample_at(history, row, start), _sample_at(history, row, start - 2), \
+        _sample_at(history, row, start - 4)
+    for k in range(predictions.shape[0]):
+        if k < 3:
+            p = s1 if k == 0 else (2 * s1 - s2 if k == 1 else 3 * s1 - 3 * s2 + s3)
+        else:
+            p = np.int64(0)
+            for i in range(lms.shape[0]):
+                p += lms[i] * _sample_at(history, row, start - 2 * i)
+            p >>= 16
+        p = min(max(p, -32768), 32767)
+        predictions[k] = p
+        size = error_sizes[k]
+        if t & 1:  # the high byte: the sample it makes with the known low byte
+            low = np.int64(history[row, t - 1])
+            for s in range(256):
+                scores[k, s] = max(-((abs(_signed_sample(low, np.int64(s)) - p) << 12) // size), _AUDIO_FLOOR)
+        else:  # the low byte: the distance round the circle to the prediction's low byte
+            target = p & 255
+            for s in range(256):
+                d = abs(s - target)
+                scores[k, s] = max(-((min(d, 256 - d) << 12) // size), _AUDIO_FLOOR)
 
 
 @njit(cache=True, nogil=True)
