@@ -84,7 +84,8 @@ def image_content(pixels: np.ndarray, transform: str) -> bytes:
 def image_parsed(pixels: np.ndarray, params: dict, side: bytes) -> Parsed:
     """A front end's image ([H, W, C] samples) as the coder takes it; ``params`` gain the plane distance."""
     height, channels = pixels.shape[0], pixels.shape[2] * pixels.dtype.itemsize
-    params = {**params, "plane": plane_bytes(height, channels)}
+    plane = plane_bytes(height, channels)
+    params = {**params, "plane": plane} if plane else params  # (one plane: no key, a smaller header)
     return Parsed("image", params, side, image_content(pixels, params["transform"]), stripe_chunk(height, channels))
 
 
