@@ -109,6 +109,14 @@ def test_colour_planes_of_a_stripe_share_its_batch_row():
     assert "plane" not in grey.params and grey.chunk_size == 4 * layout.STRIPE
 
 
+def test_colour_mixer_records_its_plane_distance_for_any_input():
+    content = layout.image_content(smooth_image(16, 64, 3), "none")  # planes as they are, no front end
+    archive = lmpress.compress(content, "default", mix="cm/v1-colour@1024", front_ends=False)
+    header = ArchiveReader(io.BytesIO(archive)).header
+    assert header.layout is None and header.arithmetic["plane"] == 1024
+    assert lmpress.decompress(archive) == content
+
+
 @pytest.mark.parametrize("name", ["ppm-8", "tiff-16-big-endian", "wav-24-3ch"])
 def test_archive_round_trip(name):
     data = FILES[name]()

@@ -235,7 +235,8 @@ def front_end_mixer(parsed: formats.Parsed) -> str:
 
 
 def colour_mixer(params: dict) -> str:
-    """The colour mixer's option for an image front end's parameters: its name and the plane distance."""
+    """The colour mixer's option (its name and plane distance) for an image front end's parameters or an
+    archive's arithmetic."""
     return f"{COLOUR_MIXER}@{int(params.get('plane', 0))}"
 
 
@@ -244,8 +245,8 @@ def archive_options(header: Header) -> dict:
     name = header.arithmetic.get("name", "float32")
     exact = name.startswith("exact")
     mixer_name = name.partition("+")[2]  # "exact-int/v1+cm/v1": the network mixed by mixer cm/v1
-    if mixer_name == COLOUR_MIXER:
-        mixer_name = colour_mixer(header.layout or {})
+    if "plane" in header.arithmetic:  # the colour mixer's plane distance
+        mixer_name = colour_mixer(header.arithmetic)
     return model_options(header.model_info.get("window"), "exact" if exact else name,
                          (mixer_name or False) if exact else False)
 

@@ -86,6 +86,8 @@ class TransformerPredictor:
             else:
                 both = hashlib.sha256((digest + mixer.digest(variant)).encode()).hexdigest()
                 self.arithmetic = {"name": f"{ARITHMETIC}+{variant}", "id": both[:32]}
+                if self.mixer.plane:  # the colour contexts' plane distance: the decoder needs it too
+                    self.arithmetic["plane"] = self.mixer.plane
 
     @classmethod
     def from_file(cls, path: Path, name: str | None = None, precision: str = "exact",
