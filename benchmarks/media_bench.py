@@ -29,6 +29,7 @@ from lmpress.codec import colour_mixer
 from lmpress.coding.container import ArchiveReader
 from lmpress.data.corpus import corpus_root
 from lmpress.formats import layout
+from lmpress.models.exact.mixer import AUDIO_MIXER
 
 GREY = ["kodim01.png", "kodim05.png", "kodim13.png", "kodim23.png", "kodim08.png", "kodim19.png"]
 COLOUR = ["kodim03.png", "kodim20.png", "kodim14.png"]
@@ -142,7 +143,7 @@ def main() -> None:
         samples = np.ascontiguousarray(samples[2 * rate:2 * rate + int(a.stereo_seconds * rate)])
         data = wav(samples, rate)
         apart = layout.frames_to_streams(samples.tobytes(), 2, 2, "none")
-        archive = lmpress.compress(apart, "default", front_ends=False)
+        archive = lmpress.compress(apart, "default", front_ends=False, mix=AUDIO_MIXER)  # the same mixer
         assert lmpress.decompress(archive) == apart
         report({"file": f"audio/misc_speech/whisper_jfk.flac {a.stereo_seconds:g} s as WAV",
                 "kind": "WAV 16-bit stereo",
