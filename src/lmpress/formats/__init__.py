@@ -3,7 +3,7 @@
 A front end splits a file into
 
 * **content**: its samples in the layout the models learned, which the model codes:
-  images as 64-pixel-wide stripes, each stripe's rows top to bottom, one plane after another
+  images as 64-pixel-wide stripes, each stripe's rows top to bottom, its planes one after another
   (``layout.py``); audio as 16-bit little-endian streams, one channel after another;
 * **side**: every other byte of the file (headers, extra chunks, row padding, trailing bytes) and
   where the sample bytes sat between them (``regions.py``); the archive keeps it zlib-compressed;
