@@ -16,6 +16,8 @@ from lmpress.models.exact import mixer
 from lmpress.models.registry import load_predictor
 
 PINNED_MIXER_DIGEST = "4fb0098e4bb29cd3"  # mixer.digest()[:16]
+PINNED_VARIANT_DIGESTS = {"cm/v1-image": "82b4546e1fdee5a4", "cm/v1-colour": "10b1a9e7ac795db1",
+                          "cm/v1-audio": "fcb25dd2540740e7"}  # the front ends' mixers
 
 
 @pytest.fixture(scope="module")
@@ -56,6 +58,7 @@ def test_mixer_definition_is_pinned():
     """Changing a constant or table changes what archives decode to: it must come with a new MIXER name."""
     assert mixer.MIXER == "cm/v1"
     assert mixer.digest()[:16] == PINNED_MIXER_DIGEST
+    assert {v: mixer.digest(v)[:16] for v in PINNED_VARIANT_DIGESTS} == PINNED_VARIANT_DIGESTS
     scores = mixer.count_scores()
     assert scores[0] == round(256 * np.log(0.5)) and scores[1] == round(256 * np.log(1.5))
 
