@@ -400,13 +400,12 @@ def _update(symbols, network, coder_weights, total, history, t, rows, counts, sc
             for s in range(256):
                 expect += (coder_weights[b, s] + 1) * sc[s]
             grad[2 + n_orders + k] = sc[x] - expect // total
-            if t & 1:  # a high byte: the sample is whole; the predictor's error size follows it
-                sample = _signed_sample(np.int64(history[row, t - 1]), np.int64(x))
+        if n_predictors > 0 and t & 1:  # a high byte: the sample is whole; the predictors learn from it
+            sample = _signed_sample(np.int64(history[row, t - 1]), np.int64(x))
+            for k in range(n_predictors):  # each one's error size follows its errors
                 size = error_sizes[b, k]
                 error_sizes[b, k] = max(size + (((abs(sample - predictions[b, k]) << 4) - size) >> 4), 16)
-        if n_predictors > 0 and t & 1:  # the LMS filter learns from the whole sample
-            _lms_update(history, row, t - 3, _signed_sample(np.int64(history[row, t - 1]), np.int64(x)) -
-                        predictions[b, n_predictors - 1], lms[b])
+            _lms_update(history, row, t - 3, sample - predictions[b, n_predictors - 1], lms[b])
         w = weights[sets[b]]
         for i in range(2 + n_orders + n_predictors):
             w[i] += (grad[i] * LEARNING_RATE) >> LEARNING_SHIFT
