@@ -93,3 +93,25 @@ def test_bpe_vocabulary_is_for_text_only(tmp_path, corpus):
            "--vocab", "400", "--text", "1", "--image", "1", "--audio", "0"]
     r = subprocess.run(cmd, capture_output=True, timeout=600)
     assert r.returncode == 1 and b"text only" in r.stderr and b"Traceback" not in r.stderr
+
+
+def test_colour_planes_view_is_what_the_front_end_codes(corpus):
+    """--colour-planes trains on the planes the PPM front end codes: green, then red and blue minus green."""
+    import numpy as np
+    from PIL import Image
+
+    from lmpress.data.views import colour_plane_patches, grayscale_pixels, image_patches
+    from lmpress.formats import pnm
+
+    path = corpus / "image" / "kodak" / "kodim03.png"
+    rgb = np.asarray(Image.open(path).convert("RGB"))
+    patches = colour_plane_patches(path)
+    per_plane = len(image_patches(rgb[:, :, 1]))
+    assert len(patches) == 3 * per_plane
+    parsed = pnm.parse(b"P6 %d %d 255\n" % (rgb.shape[1], rgb.shape[0]) + rgb.tobytes())
+    first_stripe = np.frombuffer(parsed.content, np.uint8)[:3 * rgb.shape[0] * 64].reshape(3, rgb.shape[0], 64)
+    for plane in range(3):  # the first patch of each plane is the top of the front end's first stripe
+        assert np.array_equal(patches[plane * per_plane], first_stripe[plane, :32])
+    grey = corpus / "image" / "imagecompression_gray8"
+    grey_file = sorted(grey.iterdir())[0]
+    assert np.array_equal(colour_plane_patches(grey_file), image_patches(grayscale_pixels(grey_file)))

@@ -8,6 +8,8 @@
 * audio: 16-bit little-endian mono PCM decoded from FLAC/WAV (multi-channel
          audio is averaged to mono, wider samples are reduced to 16 bits);
 * bytes: any file as plain bytes (same as text).
+
+Training may see images as the image front end codes them instead (``colour_plane_patches``).
 """
 
 from __future__ import annotations
@@ -41,6 +43,23 @@ def image_patches(pixels: np.ndarray) -> np.ndarray:
     cropped = pixels[: rows * PATCH_ROWS, : cols * PATCH_COLS]
     patches = cropped.reshape(rows, PATCH_ROWS, cols, PATCH_COLS).swapaxes(1, 2)
     return np.ascontiguousarray(patches.reshape(rows * cols, PATCH_ROWS, PATCH_COLS))
+
+
+def colour_plane_patches(path: Path) -> np.ndarray:
+    """[n, 32, 64] patches of the planes the image front end codes for ``path``: a colour image's green,
+    red - green and blue - green planes (lmpress.formats.layout), a grey image's one plane."""
+    from PIL import Image, UnidentifiedImageError
+
+    from lmpress.formats.layout import pixels_to_planes
+
+    try:
+        with Image.open(path) as im:
+            colour = im.mode not in ("1", "L", "LA", "I", "I;16", "F")
+            pixels = np.asarray(im.convert("RGB" if colour else "L"), dtype=np.uint8)
+    except (UnidentifiedImageError, OSError) as e:
+        raise LmpressError(f"{path}: not a readable image ({e})") from None
+    planes = pixels_to_planes(pixels if colour else pixels[:, :, None], "subtract-green")
+    return np.concatenate([image_patches(plane) for plane in planes])
 
 
 def pcm16(path: Path) -> tuple[np.ndarray, int]:

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from lmpress.data.views import view_bytes
+from lmpress.data.views import colour_plane_patches, view_bytes
 from lmpress.models.bpe import tokenize_all
 from lmpress.models.transformer import BOS
 from lmpress.models.vocab import TokenVocabulary
@@ -19,13 +19,20 @@ CHUNK = 2048
 class ModalityStream:
     """All training bytes of one modality, concatenated, and how to pick a start.
 
-    ``data`` holds the bytes, or after ``tokenize`` (text only) the BPE token ids.
+    ``data`` holds the bytes, or after ``tokenize`` (text only) the BPE token ids. ``colour_planes``: images
+    as the front end codes them (a colour image's green and colour-difference planes), not as luma.
     """
 
-    def __init__(self, modality: str, files: Sequence[Path]) -> None:
+    def __init__(self, modality: str, files: Sequence[Path], colour_planes: bool = False) -> None:
         self.modality = modality
         self.files = [str(f) for f in files]
-        parts = [np.frombuffer(view_bytes(Path(f), modality), dtype=np.uint8) for f in files]
+
+        def view(f: Path) -> bytes:
+            if colour_planes and modality == "image":
+                return colour_plane_patches(f).tobytes()
+            return view_bytes(f, modality)
+
+        parts = [np.frombuffer(view(Path(f)), dtype=np.uint8) for f in files]
         self.data: np.ndarray = np.concatenate(parts) if parts else np.zeros(0, np.uint8)
         self.raw_bytes = len(self.data)
 

@@ -62,6 +62,7 @@ class TrainConfig:
     command: str = ""
     export_only: bool = False  # write model.pt from the latest checkpoint without training further
     init: str = ""  # start from these weights (a shipped model's name or a model file), not at random
+    colour_planes: bool = False  # images as the front end codes them (colour planes), not as luma patches
     # Optional data per modality (files or folders) replacing the corpus split: {"text": [paths]}.
     train_paths: dict[str, list[str]] = field(default_factory=dict)
     eval_paths: dict[str, list[str]] = field(default_factory=dict)
@@ -169,7 +170,7 @@ def train(cfg: TrainConfig) -> Path:
     state.setdefault("commands", []).append(cfg.command)  # every invocation, for the model card
 
     splits = {m: data_split(cfg, m) for m in ("text", "image", "audio")}
-    streams = {m: ModalityStream(m, splits[m][0]) for m in modalities}
+    streams = {m: ModalityStream(m, splits[m][0], cfg.colour_planes) for m in modalities}
     tokenizer, vocab = None, None
     if cfg.vocab != 256:
         tokenizer = bpe_tokenizer(out / "tokenizer.json", streams["text"].data.tobytes(), cfg.vocab)
@@ -283,6 +284,9 @@ def write_model_card(path: Path, m: dict) -> None:
            f"(tokenizer.json; {m['bytes_per_token']:.2f} bytes per token on it)"] if "vocab" in m else []),
         f"* trained on: {', '.join(m['modalities'])} (mixture weights {m['mixture_weights']})",
         f"* training bytes per modality: {m['train_bytes']}",
+        *(["* images seen as the image front end codes them: a colour image's green, red-green and blue-green "
+           "planes (grey images: their one plane), as 32x64 patches"]
+          if m["train_config"].get("colour_planes") else []),
         f"* split (paths under the corpus root; held-out files never trained on): `{json.dumps(m['split'])}`",
         f"* steps: {m['steps']}, tokens: {m['tokens']:,}, wall time: {m['train_seconds'] / 60:.1f} min "
         f"({m['tokens_per_second']:,.0f} tokens/s; model FLOP utilization {100 * m['model_flop_utilization']:.1f}% "
@@ -349,6 +353,9 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--text", type=float, default=1.0, help="mixture weight of text")
     p.add_argument("--image", type=float, default=1.0, help="mixture weight of image")
     p.add_argument("--audio", type=float, default=1.0, help="mixture weight of audio")
+    p.add_argument("--colour-planes", action="store_true",
+                   help="train on images as the image front end codes them: a colour image's green, red-green and "
+                        "blue-green planes (grey images: their one plane) instead of luma; held-out chunks stay luma")
     p.add_argument("--steps", type=int, default=6000)
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--seq-len", type=int, default=1024)
@@ -374,6 +381,7 @@ def main(argv: list[str] | None = None) -> None:
                       max_steps=a.steps, batch_size=a.batch_size, seq_len=a.seq_len, lr=a.lr,
                       eval_every=a.eval_every, eval_chunks=a.eval_chunks, warmup=min(200, max(1, a.steps // 10)),
                       threads=a.threads, seed=a.seed, vocab=a.vocab, export_only=a.export, init=a.init,
+                      colour_planes=a.colour_planes,
                       train_paths=_paths_by_modality(p, a.data), eval_paths=_paths_by_modality(p, a.eval_data),
                       command="lmpress train " + shlex.join(argv if argv is not None else sys.argv[1:]))
     path = train_on_ray(cfg, a.ray) if a.ray is not None else train(cfg)
