@@ -14,6 +14,7 @@ import lmpress
 from lmpress import formats
 from lmpress.coding.container import ArchiveReader
 from lmpress.formats import layout
+from lmpress.models.exact import mixer
 
 RNG = np.random.default_rng(7)
 
@@ -124,7 +125,7 @@ def test_archive_round_trip(name):
     header = ArchiveReader(io.BytesIO(archive)).header
     assert header.version == 4 and header.layout["format"] == formats.parse(data).params["format"]
     if header.layout["format"] == "wav":  # sample streams: the mixer with sample predictors
-        assert header.arithmetic["name"].endswith("+cm/v1-audio")
+        assert header.arithmetic["name"].endswith("+" + mixer.AUDIO_MIXER)
     else:  # several planes: the colour mixer, with the plane distance recorded
         assert header.arithmetic["name"].endswith("+cm/v1-colour") and header.layout["plane"] > 0
     decompressor = lmpress.LmpressDecompressor()
@@ -159,9 +160,25 @@ def test_sample_predictors_code_real_speech_better_than_byte_contexts(corpus):
     soundfile.write(speech, samples[:8000], rate, format="WAV", subtype="PCM_16")  # 0.5 s, held out
     data = speech.getvalue()
     predicted, byte_contexts = lmpress.compress(data), lmpress.compress(data, mix="cm/v1")
-    assert ArchiveReader(io.BytesIO(predicted)).header.arithmetic["name"].endswith("+cm/v1-audio")
+    assert ArchiveReader(io.BytesIO(predicted)).header.arithmetic["name"].endswith("+" + mixer.AUDIO_MIXER)
     assert lmpress.decompress(predicted) == data and lmpress.decompress(byte_contexts) == data
     assert len(predicted) < 0.97 * len(byte_contexts)
+
+
+@pytest.mark.parametrize("recording, start", [("misc_speech/whisper_jfk.flac", 44100),  # held out, 44.1 kHz stereo
+                                              ("sms_tools_sounds/piano.wav", 44100)])  # samples multiples of 4 here
+def test_residual_filters_and_lattice_beat_the_first_audio_mixer(corpus, recording, start):
+    """cm/v1-audio2 (LMS on fixed-predictor residuals, the lattice model) against cm/v1-audio, whose archives
+    still decode."""
+    samples, rate = soundfile.read(corpus / "audio" / recording, dtype="int16", always_2d=True)
+    wav = io.BytesIO()
+    soundfile.write(wav, samples[start:start + rate // 5], rate, format="WAV", subtype="PCM_16")  # 0.2 s
+    data = wav.getvalue()
+    new, first = lmpress.compress(data), lmpress.compress(data, mix=mixer.AUDIO_MIXER_V1)
+    assert ArchiveReader(io.BytesIO(first)).header.arithmetic["name"].endswith("+cm/v1-audio")
+    assert lmpress.decompress(new) == data and lmpress.decompress(first) == data
+    print(recording, len(new) / len(data), len(first) / len(data))
+    assert len(new) < 0.95 * len(first)
 
 
 def test_text_gets_the_text_model_unless_told():
