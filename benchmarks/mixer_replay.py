@@ -65,7 +65,9 @@ def record(data: bytes, model: str) -> dict:
         raise SystemExit("mixer_replay: the input was coded in several blocks (keep it under 4 MB)")
     header = ArchiveReader(io.BytesIO(archive)).header
     parsed = formats.parse(data) if header.layout is not None else None
-    return {"calls": calls, "bytes": len(data), "archive": len(archive), "mixer": header.arithmetic["name"],
+    plane = header.arithmetic.get("plane")  # the colour mixers' plane distance, as replay takes it
+    mixer_name = header.arithmetic["name"] + (f"@{plane}" if plane else "")
+    return {"calls": calls, "bytes": len(data), "archive": len(archive), "mixer": mixer_name,
             "chunk_size": header.chunk_size, "content": len(parsed.content) if parsed else len(data)}
 
 

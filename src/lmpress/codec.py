@@ -240,10 +240,10 @@ def front_end_mixer(parsed: formats.Parsed) -> str:
     return colour_mixer(parsed.params) if parsed.params.get("plane") else IMAGE_MIXER
 
 
-def colour_mixer(params: dict) -> str:
-    """The colour mixer's option (its name and plane distance) for an image front end's parameters or an
-    archive's arithmetic."""
-    return f"{COLOUR_MIXER}@{int(params.get('plane', 0))}"
+def colour_mixer(params: dict, name: str = COLOUR_MIXER) -> str:
+    """A colour mixer's option (its name and plane distance) for an image front end's parameters or an
+    archive's arithmetic (with the mixer the archive names)."""
+    return f"{name}@{int(params.get('plane', 0))}"
 
 
 def archive_options(header: Header) -> dict:
@@ -252,7 +252,7 @@ def archive_options(header: Header) -> dict:
     exact = name.startswith("exact")
     mixer_name = name.partition("+")[2]  # "exact-int/v1+cm/v1": the network mixed by mixer cm/v1
     if "plane" in header.arithmetic:  # the colour mixer's plane distance
-        mixer_name = colour_mixer(header.arithmetic)
+        mixer_name = colour_mixer(header.arithmetic, mixer_name)
     return model_options(header.model_info.get("window"), "exact" if exact else name,
                          (mixer_name or False) if exact else False)
 

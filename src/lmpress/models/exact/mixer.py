@@ -67,14 +67,32 @@ _IMAGE_NW, _IMAGE_GRADIENT, _IMAGE_NEIGHBOURS, _IMAGE_VERTICAL, _IMAGE_HORIZONTA
 _STRIPE = 64
 _IMAGE_ORDERS = (1, 2, _IMAGE_NW, _IMAGE_GRADIENT, _IMAGE_NEIGHBOURS, _IMAGE_VERTICAL, _IMAGE_HORIZONTAL,
                  _IMAGE_ACTIVITY)
-IMAGE_MIXER = f"{MIXER}-image"
+IMAGE_MIXER_V1 = f"{MIXER}-image"
 # The colour variant (``cm/v1-colour``, images of several planes): the image contexts plus two made of the
 # same pixel's neighbourhood in the plane before (``plane`` bytes back in the batch row, see
 # lmpress.formats.layout): how far that plane's gradient prediction missed, and where its local
 # differences carried onto this plane's neighbours would land.
 _PLANE_ERROR, _PLANE_SHAPE = -7, -8
 _COLOUR_ORDERS = (*_IMAGE_ORDERS, _PLANE_ERROR, _PLANE_SHAPE)
-COLOUR_MIXER = f"{MIXER}-colour"
+COLOUR_MIXER_V1 = f"{MIXER}-colour"
+# The second image variants (``cm/v1-image2``, ``cm/v1-colour2``) add pixel predictors scored like the audio
+# predictors (below): JPEG-LS's median edge detector (MED), an NLMS filter over the causal neighbours'
+# differences from MED (W, N, NW, NE, WW, NN, NWW, NNE), and for a colour plane the plane before's local
+# differences carried over (MED + U - MED(U's neighbours), W + U - UW, N + U - UN). A predictor's error size is
+# learned per neighbourhood activity (CALIC's error energy: busy regions miss by more), and the mixer's weight
+# vectors are chosen by that activity alone instead of the match length and contexts seen (photographs have no
+# long matches; 16 vectors learn faster than 16 x 9, which lost on small images). Measured by replaying
+# recorded network logits (benchmarks/mixer_replay.py): kodim05 as PGM 0.6048 -> 0.5928, 384 x 256 colour
+# crops of kodim03 0.3216 -> 0.3128 and kodim20 0.2936 -> 0.2872, a 128 x 128 colour crop 0.3890 -> 0.3828.
+# (The first variants stay for the archives made with them.)
+IMAGE_MIXER = f"{MIXER}-image2"
+COLOUR_MIXER = f"{MIXER}-colour2"
+_MED, _PIXEL_LMS, _PLANE_MED, _PLANE_W, _PLANE_N = range(5)  # pixel predictors
+_PIXEL = {IMAGE_MIXER: (_MED, _PIXEL_LMS), COLOUR_MIXER: (_MED, _PIXEL_LMS, _PLANE_MED, _PLANE_W, _PLANE_N)}
+_PIXEL_TAPS = 8  # the NLMS filter's inputs: the neighbours W, N, NW, NE, WW, NN, NWW, NNE less MED
+_PIXEL_STEP = 12  # log2 of its step size at the weights' scale (2**16): steps of 2**-4
+_PIXEL_ERROR_MIN = 8  # error sizes (1/16 of a level) stay at half a level or more
+_ACTIVITY_BUCKETS = 16  # log2 of the neighbourhood activity, capped
 # The audio variants (for the audio front end's 16-bit little-endian streams): orders 1 and 2 and, instead of
 # the longer orders, predictors of the next sample: FLAC's fixed polynomials of orders 1 to 3 and normalized
 # LMS filters that adapt after each sample, in integers (weights at 2**-16, steps of e x / (|x|^2 + 1) at
@@ -99,7 +117,8 @@ AUDIO_MIXER = f"{MIXER}-audio2"
 # whether low and high bytes have weight vectors of their own
 _AUDIO = {AUDIO_MIXER_V1: (((_LMS_TAPS, _LMS_STEP, 0),), 0, False),
           AUDIO_MIXER: (((16, 14, 1), (16, 14, 2), (16, 14, 3)), 2048, True)}
-VARIANTS = {MIXER: ORDERS, IMAGE_MIXER: _IMAGE_ORDERS, COLOUR_MIXER: _COLOUR_ORDERS,
+VARIANTS = {MIXER: ORDERS, IMAGE_MIXER_V1: _IMAGE_ORDERS, COLOUR_MIXER_V1: _COLOUR_ORDERS,
+            IMAGE_MIXER: _IMAGE_ORDERS, COLOUR_MIXER: _COLOUR_ORDERS,
             AUDIO_MIXER_V1: _AUDIO_ORDERS, AUDIO_MIXER: _AUDIO_ORDERS}  # mixer name -> its contexts
 
 
@@ -136,7 +155,7 @@ def probability_scores() -> np.ndarray:
 def digest(variant: str = MIXER) -> str:
     """SHA-256 of a mixer's definition (its constants and tables), part of an archive's arithmetic id."""
     constants = {k: v for k, v in globals().items() if k.isupper() and isinstance(v, (int, str, tuple))
-                 and not k.startswith("_") and not k.endswith("_MIXER") and k != "AUDIO_MIXER_V1"}
+                 and not k.startswith("_") and not k.endswith("_MIXER") and not k.endswith("_MIXER_V1")}
     h = hashlib.sha256(json.dumps(constants, sort_keys=True).encode())
     h.update(count_scores().astype("<i8").tobytes())
     h.update(probability_scores().astype("<i8").tobytes())
@@ -150,6 +169,11 @@ def digest(variant: str = MIXER) -> str:
         h.update(json.dumps({"fixed": _FIXED_PREDICTORS, "filters": filters, "lattice": lattice,
                              "lattice_run": _LATTICE_RUN, "byte_sets": parity, "floor": _AUDIO_FLOOR,
                              "limit": _LMS_LIMIT}).encode())
+    elif variant in _PIXEL:
+        h.update(json.dumps({"pixel_predictors": _PIXEL[variant], "taps": _PIXEL_TAPS, "step": _PIXEL_STEP,
+                             "error_min": _PIXEL_ERROR_MIN, "activity_buckets": _ACTIVITY_BUCKETS,
+                             "weight_sets": "activity",
+                             "floor": _AUDIO_FLOOR, "limit": _LMS_LIMIT}).encode())
     return h.hexdigest()
 
 
@@ -168,6 +192,9 @@ class ContextMixer:
         self.filters = np.array(filters, dtype=np.int64).reshape(-1, 3)  # taps, step shift, residual order
         # sample predictors: the fixed ones, the filters, and the lattice model's slot (scores only)
         self.predictors = (_FIXED_PREDICTORS + len(filters) + (self.lattice > 0)) if filters else 0
+        self.pixel = np.array(_PIXEL.get(name, ()), dtype=np.int64)  # pixel predictors (image variants)
+        if len(self.pixel):
+            self.predictors = len(self.pixel)
         self.total = total
         self.logit_exp = logit_exp
         self.scores = count_scores()
@@ -184,7 +211,7 @@ class ContextMixer:
         self.calibration = np.zeros((n, BINS, BINS, 2), dtype=np.int64)
         self.row_scores = np.zeros((batch, n, BINS), dtype=np.int64)
         self.total_bins = np.zeros((batch, n), dtype=np.int64)
-        sets = LENGTH_BUCKETS * (n + 1) * (2 if self.byte_sets else 1)
+        sets = _ACTIVITY_BUCKETS if len(self.pixel) else LENGTH_BUCKETS * (n + 1) * (2 if self.byte_sets else 1)
         self.weights = np.zeros((sets, n + 2 + self.predictors), dtype=np.int64)
         self.weights[:, 0] = 1 << WEIGHT_BITS  # the network alone, until the others earn their weight
         self.weights[:, 1:n + 1] = INITIAL_CONTEXT_WEIGHT
@@ -196,6 +223,12 @@ class ContextMixer:
         self.predictor_scores = np.zeros((batch, self.predictors, 256), dtype=np.int64)
         self.lms = np.zeros((batch, self.filters[:, 0].sum()), dtype=np.int64)  # LMS filter weights, one after another
         self.lattice_runs = np.zeros((batch, 8), dtype=np.int64)  # samples in a row that were multiples of 2, 4, ...
+        # pixel predictors: error sizes (1/16 of a level) per predictor and activity, shared by the rows; per row
+        # the NLMS weights, its inputs and prediction (the last entry), the activity bucket of the pixel
+        self.pixel_sizes = np.full((len(self.pixel), _ACTIVITY_BUCKETS), 8 << 4, dtype=np.int64)
+        self.pixel_lms = np.zeros((batch, _PIXEL_TAPS), dtype=np.int64)
+        self.pixel_inputs = np.zeros((batch, _PIXEL_TAPS + 1), dtype=np.int64)
+        self.activity = np.zeros(batch, dtype=np.int64)
         self.match_stats = np.zeros((LENGTH_BUCKETS, 2), dtype=np.int64)  # hits, misses per match length
         self.match_table = np.zeros(1 << MATCH_BITS, dtype=np.int64)  # row << 32 | next position, + 1
         self.history = np.zeros((batch, 4096), dtype=np.uint8)
@@ -214,7 +247,8 @@ class ContextMixer:
                  self.checks, self.scores, self.match, self.match_stats, self.weights, self.sets, self.context_rows,
                  self.calibration, self.probability_scores, self.row_scores, self.total_bins, self.count_bins,
                  self.predictions, self.error_sizes, self.predictor_scores, self.lms, self.filters, self.lattice,
-                 self.lattice_runs, self.byte_sets, self.mixed)
+                 self.lattice_runs, self.byte_sets, self.pixel, self.pixel_sizes, self.pixel_lms, self.pixel_inputs,
+                 self.activity, self.mixed)
         self.coder_weights = ops.frequencies_from_logits(self.mixed, self.logit_exp, self.total)
         return self.coder_weights
 
@@ -225,14 +259,16 @@ class ContextMixer:
         _update(symbols, self.network, self.coder_weights, self.total, self.history,
                 self.steps, self.rows, self.counts, self.scores, self.match, self.match_stats, self.weights,
                 self.sets, self.context_rows, self.calibration, self.row_scores, self.total_bins, self.count_bins,
-                self.predictions, self.error_sizes, self.predictor_scores, self.lms, self.filters, self.lattice_runs)
+                self.predictions, self.error_sizes, self.predictor_scores, self.lms, self.filters, self.lattice_runs,
+                self.pixel, self.pixel_sizes, self.pixel_lms, self.pixel_inputs, self.activity)
         self.steps += 1
         if self.use_match:
             _find_matches(self.history, self.steps, self.rows, self.match, self.match_table)
 
     def retain(self, rows: np.ndarray) -> None:
         for name in ("rows", "context_rows", "match", "sets", "network", "mixed", "coder_weights", "row_scores",
-                     "total_bins", "predictions", "error_sizes", "predictor_scores", "lms", "lattice_runs"):
+                     "total_bins", "predictions", "error_sizes", "predictor_scores", "lms", "lattice_runs", "pixel_lms",
+                     "pixel_inputs", "activity"):
             setattr(self, name, np.ascontiguousarray(getattr(self, name)[rows]))
 
 
@@ -340,7 +376,7 @@ def _context_row(history, row, t, order, k, plane):  # pragma: no cover - compil
 def _predict(network, history, t, plane, rows, orders, counts, checks, scores, match, match_stats, weights, sets,
              context_rows, calibration, probability_scores, row_scores, total_bins, count_bins,
              predictions, error_sizes, predictor_scores, lms, filters, lattice, lattice_runs, byte_sets,
-             mixed):  # pragma: no cover - compiled
+             pixel, pixel_sizes, pixel_lms, pixel_inputs, activity, mixed):  # pragma: no cover - compiled
     n_orders = orders.shape[0]
     for b in range(network.shape[0]):
         row = rows[b]
@@ -363,7 +399,12 @@ def _predict(network, history, t, plane, rows, orders, counts, checks, scores, m
             for cb in range(BINS):  # the calibrated score of a byte with a count in bin cb
                 hits, trials = calibration[k, tb, cb, 0], calibration[k, tb, cb, 1]
                 row_scores[b, k, cb] = probability_scores[((2 * hits + 1) * PROBABILITY_STEPS) // (2 * trials + 2)]
-        sets[b] = _length_bucket(match[b, 0]) * (n_orders + 1) + seen
+        if pixel.shape[0] > 0:  # images: weights by how busy the neighbourhood is (alone: fewer sets learn faster)
+            activity[b] = _pixel_scores(history, row, t, plane, pixel, pixel_sizes, pixel_lms[b], pixel_inputs[b],
+                                        predictions[b], predictor_scores[b])
+            sets[b] = activity[b]
+        else:
+            sets[b] = _length_bucket(match[b, 0]) * (n_orders + 1) + seen
         if byte_sets:  # low and high bytes of samples
             sets[b] = 2 * sets[b] + (t & 1)
         w = weights[sets[b]]
@@ -377,7 +418,8 @@ def _predict(network, history, t, plane, rows, orders, counts, checks, scores, m
             match[b, 3] = scores[hits] - scores[misses] + LN_255
             mixed[b, history[match[b, 1], match[b, 2]]] += w[1 + n_orders] * match[b, 3]
         if predictions.shape[1] > 0:
-            _sample_scores(history, row, t, predictions[b], error_sizes[b], lms[b], filters, predictor_scores[b])
+            if pixel.shape[0] == 0:
+                _sample_scores(history, row, t, predictions[b], error_sizes[b], lms[b], filters, predictor_scores[b])
             if lattice > 0:
                 _lattice_scores(lattice_runs[b], t, lattice, predictor_scores[b, predictions.shape[1] - 1])
             for k in range(predictions.shape[1]):
@@ -391,7 +433,8 @@ def _predict(network, history, t, plane, rows, orders, counts, checks, scores, m
 @njit(cache=True, nogil=True)
 def _update(symbols, network, coder_weights, total, history, t, rows, counts, scores, match, match_stats, weights,
             sets, context_rows, calibration, row_scores, total_bins, count_bins, predictions, error_sizes,
-            predictor_scores, lms, filters, lattice_runs):  # pragma: no cover - compiled
+            predictor_scores, lms, filters, lattice_runs, pixel, pixel_sizes, pixel_lms, pixel_inputs,
+            activity):  # pragma: no cover - compiled
     n_orders = context_rows.shape[1]
     n_predictors = predictions.shape[1]
     grad = np.empty(2 + n_orders + n_predictors, dtype=np.int64)
@@ -426,7 +469,9 @@ def _update(symbols, network, coder_weights, total, history, t, rows, counts, sc
             for s in range(256):
                 expect += (coder_weights[b, s] + 1) * sc[s]
             grad[2 + n_orders + k] = sc[x] - expect // total
-        if n_predictors > 0 and t & 1:  # a high byte: the sample is whole; the predictors learn from it
+        if pixel.shape[0] > 0:
+            _pixel_update(x, activity[b], predictions[b], pixel_sizes, pixel_lms[b], pixel_inputs[b])
+        elif n_predictors > 0 and t & 1:  # a high byte: the sample is whole; the predictors learn from it
             sample = _signed_sample(np.int64(history[row, t - 1]), np.int64(x))
             for k in range(n_predictors):  # each one's error size follows its errors
                 size = error_sizes[b, k]
@@ -547,6 +592,108 @@ def _sample_scores(history, row, t, predictions, error_sizes, lms, filters, scor
             for s in range(256):
                 d = abs(s - target)
                 scores[k, s] = max(-((min(d, 256 - d) << 12) // size), _AUDIO_FLOOR)
+
+
+@njit(cache=True, nogil=True)
+def _known_pixel(history, row, t, back):  # pragma: no cover - compiled
+    return np.int64(history[row, t - back]) if t >= back else np.int64(-1)
+
+
+@njit(cache=True, nogil=True)
+def _neighbours(history, row, t):  # pragma: no cover - compiled
+    """W, N, NW, NE, WW, NN, NWW, NNE of position t in its stripe; a neighbour outside the stripe (left or
+    right of it, above its first row) is the nearest one inside, and the first pixel's are 128."""
+    col = t % _STRIPE
+    n = _known_pixel(history, row, t, _STRIPE)
+    w = _known_pixel(history, row, t, 1) if col > 0 else n
+    if n < 0:
+        n = w
+    if w < 0:
+        w = n = np.int64(128)
+    nw = _known_pixel(history, row, t, _STRIPE + 1) if col > 0 else n
+    if nw < 0:
+        nw = w
+    ne = _known_pixel(history, row, t, _STRIPE - 1) if col < _STRIPE - 1 else n
+    if ne < 0:
+        ne = n
+    ww = _known_pixel(history, row, t, 2) if col > 1 else w
+    nn = _known_pixel(history, row, t, 2 * _STRIPE)
+    if nn < 0:
+        nn = n
+    nww = _known_pixel(history, row, t, _STRIPE + 2) if col > 1 else nw
+    if nww < 0:
+        nww = nw
+    nne = _known_pixel(history, row, t, 2 * _STRIPE - 1) if col < _STRIPE - 1 else nn
+    if nne < 0:
+        nne = ne
+    return w, n, nw, ne, ww, nn, nww, nne
+
+
+@njit(cache=True, nogil=True)
+def _med(w, n, nw):  # pragma: no cover - compiled
+    """JPEG-LS's median edge detector: min(W, N) or max(W, N) across an edge, else the gradient W + N - NW."""
+    if nw >= max(w, n):
+        return min(w, n)
+    if nw <= min(w, n):
+        return max(w, n)
+    return w + n - nw
+
+
+@njit(cache=True, nogil=True)
+def _pixel_scores(history, row, t, plane, pixel, sizes, lms, inputs, predictions, scores):  # pragma: no cover
+    """Each pixel predictor's prediction for position t and its byte scores, the Laplace log-density of the
+    distance with the predictor's error size at this activity; returns the activity bucket. The NLMS filter's
+    inputs and prediction go to ``inputs`` for its update."""
+    w, n, nw, ne, ww, nn, nww, nne = _neighbours(history, row, t)
+    med = _med(w, n, nw)
+    activity = abs(n - nw) + abs(w - nw) + abs(ne - n) + abs(w - ww) + abs(n - nn)
+    bucket = 0
+    while activity > 0 and bucket < _ACTIVITY_BUCKETS - 1:
+        bucket += 1
+        activity >>= 1
+    around = (w, n, nw, ne, ww, nn, nww, nne)
+    acc = np.int64(0)
+    for i in range(_PIXEL_TAPS):
+        inputs[i] = around[i] - med
+        acc += lms[i] * inputs[i]
+    inputs[_PIXEL_TAPS] = med + (acc >> 16)
+    u = uw = un = u_med = np.int64(0)
+    if plane > 0 and t >= plane:  # the same pixel and its neighbours in the plane before
+        u = np.int64(history[row, t - plane])
+        uw, un, unw, _, _, _, _, _ = _neighbours(history, row, t - plane)
+        u_med = _med(uw, un, unw)
+    for k in range(pixel.shape[0]):
+        kind = pixel[k]
+        if kind == _MED:
+            p = med
+        elif kind == _PIXEL_LMS:
+            p = inputs[_PIXEL_TAPS]
+        elif kind == _PLANE_MED:
+            p = med + u - u_med
+        elif kind == _PLANE_W:
+            p = w + u - uw
+        else:
+            p = n + u - un
+        p = min(max(p, 0), 255)
+        predictions[k] = p
+        size = sizes[k, bucket]
+        for s in range(256):
+            scores[k, s] = max(-((abs(s - p) << 12) // size), _AUDIO_FLOOR)
+    return bucket
+
+
+@njit(cache=True, nogil=True)
+def _pixel_update(x, bucket, predictions, sizes, lms, inputs):  # pragma: no cover - compiled
+    """After pixel x: each predictor's error size at this activity follows its error; the NLMS filter steps."""
+    for k in range(predictions.shape[0]):
+        size = sizes[k, bucket]
+        sizes[k, bucket] = max(size + (((abs(x - predictions[k]) << 4) - size) >> 4), _PIXEL_ERROR_MIN)
+    error = x - inputs[_PIXEL_TAPS]
+    norm = np.int64(1)
+    for i in range(_PIXEL_TAPS):
+        norm += inputs[i] * inputs[i]
+    for i in range(_PIXEL_TAPS):
+        lms[i] = min(max(lms[i] + ((error * inputs[i]) << _PIXEL_STEP) // norm, -_LMS_LIMIT), _LMS_LIMIT)
 
 
 @njit(cache=True, nogil=True)
