@@ -7,7 +7,8 @@ byte model's (``byte_model.py``, ``ops.py``, ``kernels.py``), with what LLMs add
 
 * 7-bit weights per output channel multiplied in integers (``torch._int_mm``,
   int8 x int8 -> int32: exact for any length on every code path, see
-  ``LLM_WEIGHT_MAX``, and a quarter of float32's bytes);
+  ``LLM_WEIGHT_MAX``, and a quarter of float32's bytes), or as float32 where
+  that is faster (CPUs without int8 kernels) and exact (``_Linear._product``);
 * the residual stream at ``RESIDUAL_BITS`` = 8 (LLM residuals hold outliers
   up to ~10**5), embeddings as int8 rows with integer multipliers;
 * gated MLPs (SiLU or GELU by integer tables), Gemma's q/k norms, post-norms
@@ -18,8 +19,10 @@ byte model's (``byte_model.py``, ``ops.py``, ``kernels.py``), with what LLMs add
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
+import time
 
 import numpy as np
 import torch
@@ -90,6 +93,27 @@ class _Rows:
 LLM_WEIGHT_MAX = 63
 
 
+@functools.cache
+def int_mm_is_fast() -> bool:
+    """Whether ``torch._int_mm`` beats a float32 matmul of the same int8 values on this CPU. It runs on
+    VNNI / AMX kernels where the CPU has them, and on a slow path elsewhere (measured on an AMD EPYC with
+    AVX2 only, one thread, 32 x 576 @ 576 x 1536: 42 ms against 1.3 ms in float32)."""
+    a = torch.ones((32, 576), dtype=torch.int8)
+    b = torch.ones((576, 1536), dtype=torch.int8)
+    af, bf = a.float(), b.float()
+
+    def fastest(product) -> float:
+        product()
+        times = []
+        for _ in range(3):
+            start = time.perf_counter()
+            product()
+            times.append(time.perf_counter() - start)
+        return min(times)
+
+    return fastest(lambda: torch._int_mm(a, b)) < fastest(lambda: af @ bf)
+
+
 class _Linear:
     """``IntLinear`` with its weights as a torch int8 matrix [in, out] for ``torch._int_mm``."""
 
@@ -100,17 +124,29 @@ class _Linear:
         self.lin = ops.IntLinear(w, out_bits, max_k=None, weight_max=LLM_WEIGHT_MAX)
         self.weight = torch.from_numpy(self.lin.weight.astype(np.int8))
         self.multiplier, self.shift = self.lin.multiplier, self.lin.shift
+        self._float_weight: torch.Tensor | None = None  # the same integers as float32, made when first used
+
+    def _product(self, q: torch.Tensor) -> np.ndarray:
+        """int8 [rows, K] @ the int8 weights, as int32: by ``torch._int_mm``, or by a float32 matmul where that
+        is faster here and exact (every partial sum below 2**24: K * 128 * LLM_WEIGHT_MAX < 2**24) — the
+        same integers either way, so the choice never reaches an archive."""
+        k_in = self.weight.shape[0]
+        if k_in * 128 * LLM_WEIGHT_MAX >= 1 << 24 or int_mm_is_fast():
+            return torch._int_mm(q, self.weight).numpy()
+        if self._float_weight is None:
+            self._float_weight = self.weight.float()
+        return torch.matmul(q.float(), self._float_weight).to(torch.int32).numpy()
 
     def matmul(self, q: np.ndarray) -> np.ndarray:
-        """q @ W exactly: int8 q in one ``_int_mm``; 16-bit q (int64, |q| <= WIDE_MAX) as q = 256 hi + lo
-        with int8 halves, stacked as rows of one ``_int_mm`` (the weights, which bound a step's time, are
+        """q @ W exactly: int8 q in one product; 16-bit q (int64, |q| <= WIDE_MAX) as q = 256 hi + lo
+        with int8 halves, stacked as rows of one product (the weights, which bound a step's time, are
         read once; int32 products of hi stay below 2**31 for K < 2**15)."""
         if q.dtype == np.int8:
-            return torch._int_mm(torch.from_numpy(q), self.weight).numpy()
+            return self._product(torch.from_numpy(q))
         rows = q.shape[0]
         halves = np.empty((2 * rows, q.shape[1]), np.int8)
         k.split_wide(q, halves[:rows], halves[rows:])
-        both = torch._int_mm(torch.from_numpy(halves), self.weight).numpy()
+        both = self._product(torch.from_numpy(halves))
         y = np.empty((rows, self.weight.shape[1]), dtype=np.int64)
         k.join_wide(both[:rows], both[rows:], y)
         return y
