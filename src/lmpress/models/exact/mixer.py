@@ -224,11 +224,10 @@ class ContextMixer:
         self.lms = np.zeros((batch, self.filters[:, 0].sum()), dtype=np.int64)  # LMS filter weights, one after another
         self.lattice_runs = np.zeros((batch, 8), dtype=np.int64)  # samples in a row that were multiples of 2, 4, ...
         # pixel predictors: error sizes (1/16 of a level) per predictor and activity, shared by the rows; per row
-        # the NLMS weights, its inputs and prediction (the last entry), the activity bucket of the pixel
+        # the NLMS weights, its inputs and prediction (the last entry); a pixel's activity bucket is its weight set
         self.pixel_sizes = np.full((len(self.pixel), _ACTIVITY_BUCKETS), 8 << 4, dtype=np.int64)
         self.pixel_lms = np.zeros((batch, _PIXEL_TAPS), dtype=np.int64)
         self.pixel_inputs = np.zeros((batch, _PIXEL_TAPS + 1), dtype=np.int64)
-        self.activity = np.zeros(batch, dtype=np.int64)
         self.match_stats = np.zeros((LENGTH_BUCKETS, 2), dtype=np.int64)  # hits, misses per match length
         self.match_table = np.zeros(1 << MATCH_BITS, dtype=np.int64)  # row << 32 | next position, + 1
         self.history = np.zeros((batch, 4096), dtype=np.uint8)
@@ -248,7 +247,7 @@ class ContextMixer:
                  self.calibration, self.probability_scores, self.row_scores, self.total_bins, self.count_bins,
                  self.predictions, self.error_sizes, self.predictor_scores, self.lms, self.filters, self.lattice,
                  self.lattice_runs, self.byte_sets, self.pixel, self.pixel_sizes, self.pixel_lms, self.pixel_inputs,
-                 self.activity, self.mixed)
+                 self.mixed)
         self.coder_weights = ops.frequencies_from_logits(self.mixed, self.logit_exp, self.total)
         return self.coder_weights
 
@@ -260,7 +259,7 @@ class ContextMixer:
                 self.steps, self.rows, self.counts, self.scores, self.match, self.match_stats, self.weights,
                 self.sets, self.context_rows, self.calibration, self.row_scores, self.total_bins, self.count_bins,
                 self.predictions, self.error_sizes, self.predictor_scores, self.lms, self.filters, self.lattice_runs,
-                self.pixel, self.pixel_sizes, self.pixel_lms, self.pixel_inputs, self.activity)
+                self.pixel, self.pixel_sizes, self.pixel_lms, self.pixel_inputs)
         self.steps += 1
         if self.use_match:
             _find_matches(self.history, self.steps, self.rows, self.match, self.match_table)
@@ -268,7 +267,7 @@ class ContextMixer:
     def retain(self, rows: np.ndarray) -> None:
         for name in ("rows", "context_rows", "match", "sets", "network", "mixed", "coder_weights", "row_scores",
                      "total_bins", "predictions", "error_sizes", "predictor_scores", "lms", "lattice_runs", "pixel_lms",
-                     "pixel_inputs", "activity"):
+                     "pixel_inputs"):
             setattr(self, name, np.ascontiguousarray(getattr(self, name)[rows]))
 
 
@@ -290,6 +289,16 @@ def _length_bucket(length):  # pragma: no cover - compiled
         s += 1
         length >>= 1
     return s
+
+
+@njit(cache=True, nogil=True)
+def _bit_length(v):  # pragma: no cover - compiled
+    """Bits of a non-negative integer (0 for 0): the neighbourhood activity's bucket."""
+    bits = 0
+    while v > 0:
+        bits += 1
+        v >>= 1
+    return bits
 
 
 @njit(cache=True, nogil=True)
@@ -326,11 +335,7 @@ def _image_context(history, row, t, order, plane):  # pragma: no cover - compile
         return min(max(w + n - nw, 0), 255), (n - nw) >> 3, (w - nw) >> 3
     if order == _IMAGE_ACTIVITY:  # the gradient prediction and how busy the neighbourhood is (CALIC's energy)
         activity = abs(n - nw) + abs(w - nw) + abs(ne - n) + abs(w - ww) + abs(n - nn)
-        bucket = 0
-        while activity > 0:
-            bucket += 1
-            activity >>= 1
-        return min(max(w + n - nw, 0), 255) >> 1, bucket, -4
+        return min(max(w + n - nw, 0), 255) >> 1, _bit_length(activity), -4
     if order == _IMAGE_NEIGHBOURS:
         return (n >> 2) << 8 | (nw >> 2), (ne >> 2) << 8 | (w >> 2), -2
     if order == _IMAGE_VERTICAL:
@@ -376,7 +381,7 @@ def _context_row(history, row, t, order, k, plane):  # pragma: no cover - compil
 def _predict(network, history, t, plane, rows, orders, counts, checks, scores, match, match_stats, weights, sets,
              context_rows, calibration, probability_scores, row_scores, total_bins, count_bins,
              predictions, error_sizes, predictor_scores, lms, filters, lattice, lattice_runs, byte_sets,
-             pixel, pixel_sizes, pixel_lms, pixel_inputs, activity, mixed):  # pragma: no cover - compiled
+             pixel, pixel_sizes, pixel_lms, pixel_inputs, mixed):  # pragma: no cover - compiled
     n_orders = orders.shape[0]
     for b in range(network.shape[0]):
         row = rows[b]
@@ -400,9 +405,8 @@ def _predict(network, history, t, plane, rows, orders, counts, checks, scores, m
                 hits, trials = calibration[k, tb, cb, 0], calibration[k, tb, cb, 1]
                 row_scores[b, k, cb] = probability_scores[((2 * hits + 1) * PROBABILITY_STEPS) // (2 * trials + 2)]
         if pixel.shape[0] > 0:  # images: weights by how busy the neighbourhood is (alone: fewer sets learn faster)
-            activity[b] = _pixel_scores(history, row, t, plane, pixel, pixel_sizes, pixel_lms[b], pixel_inputs[b],
-                                        predictions[b], predictor_scores[b])
-            sets[b] = activity[b]
+            sets[b] = _pixel_scores(history, row, t, plane, pixel, pixel_sizes, pixel_lms[b], pixel_inputs[b],
+                                    predictions[b], predictor_scores[b])
         else:
             sets[b] = _length_bucket(match[b, 0]) * (n_orders + 1) + seen
         if byte_sets:  # low and high bytes of samples
@@ -433,8 +437,8 @@ def _predict(network, history, t, plane, rows, orders, counts, checks, scores, m
 @njit(cache=True, nogil=True)
 def _update(symbols, network, coder_weights, total, history, t, rows, counts, scores, match, match_stats, weights,
             sets, context_rows, calibration, row_scores, total_bins, count_bins, predictions, error_sizes,
-            predictor_scores, lms, filters, lattice_runs, pixel, pixel_sizes, pixel_lms, pixel_inputs,
-            activity):  # pragma: no cover - compiled
+            predictor_scores, lms, filters, lattice_runs, pixel, pixel_sizes, pixel_lms,
+            pixel_inputs):  # pragma: no cover - compiled
     n_orders = context_rows.shape[1]
     n_predictors = predictions.shape[1]
     grad = np.empty(2 + n_orders + n_predictors, dtype=np.int64)
@@ -470,7 +474,7 @@ def _update(symbols, network, coder_weights, total, history, t, rows, counts, sc
                 expect += (coder_weights[b, s] + 1) * sc[s]
             grad[2 + n_orders + k] = sc[x] - expect // total
         if pixel.shape[0] > 0:
-            _pixel_update(x, activity[b], predictions[b], pixel_sizes, pixel_lms[b], pixel_inputs[b])
+            _pixel_update(x, sets[b], predictions[b], pixel_sizes, pixel_lms[b], pixel_inputs[b])  # set = activity
         elif n_predictors > 0 and t & 1:  # a high byte: the sample is whole; the predictors learn from it
             sample = _signed_sample(np.int64(history[row, t - 1]), np.int64(x))
             for k in range(n_predictors):  # each one's error size follows its errors
@@ -646,11 +650,8 @@ def _pixel_scores(history, row, t, plane, pixel, sizes, lms, inputs, predictions
     inputs and prediction go to ``inputs`` for its update."""
     w, n, nw, ne, ww, nn, nww, nne = _neighbours(history, row, t)
     med = _med(w, n, nw)
-    activity = abs(n - nw) + abs(w - nw) + abs(ne - n) + abs(w - ww) + abs(n - nn)
-    bucket = 0
-    while activity > 0 and bucket < _ACTIVITY_BUCKETS - 1:
-        bucket += 1
-        activity >>= 1
+    bucket = min(_bit_length(abs(n - nw) + abs(w - nw) + abs(ne - n) + abs(w - ww) + abs(n - nn)),
+                 _ACTIVITY_BUCKETS - 1)
     around = (w, n, nw, ne, ww, nn, nww, nne)
     acc = np.int64(0)
     for i in range(_PIXEL_TAPS):
