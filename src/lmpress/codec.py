@@ -64,8 +64,8 @@ PlanFn = Callable[[str, int | None], None]
 def coding_threads():
     """Torch and numpy's BLAS (the exact path's weight matmuls) at CODING_THREADS: a step's matmuls are
     too small to share across cores, and a second BLAS thread only waits for a core that another worker
-    or process holds (measured: 128 KB of text coded at 3.2 KB/s with numpy's default two threads beside a
-    busy core, 7.7 KB/s with one)."""
+    or process holds (measured under cProfile: 128 KB of text coded at 3.2 KB/s with numpy's default two
+    threads beside a busy core, 7.7 KB/s with one)."""
     previous = torch.get_num_threads()
     torch.set_num_threads(CODING_THREADS)
     try:
