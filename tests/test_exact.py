@@ -174,23 +174,39 @@ def test_rows_do_not_depend_on_the_batch(retain_check):
 
 
 @pytest.mark.slow
-def test_reference_decoder_without_torch_decodes_lmpress_archive(tmp_path, corpus):
-    data = (corpus / "text/canterbury/alice29.txt").read_bytes()[:2500]
-    archive = tmp_path / "a.lmpz"
-    # two blocks, short chunks; the network alone (the reference does not implement the context mixer)
-    archive.write_bytes(lmpress.compress(data, "default", chunk_size=1024, block_chunks=2, mix=False))
+def test_reference_decoder_without_torch_decodes_lmpress_archives(tmp_path, corpus):
+    """Archives of the network alone and of the network with the context mixer (the default), each of two
+    blocks with a shorter last segment (the codec drops finished rows: the mixer sees that)."""
+    data = (corpus / "text/canterbury/alice29.txt").read_bytes()[:7000]
     npz = tmp_path / "model.npz"
     r = subprocess.run([sys.executable, "-m", "lmpress.cli", "export-exact", "default", str(npz), "--positions",
                         "1024"], capture_output=True, timeout=300)
     assert r.returncode == 0, r.stderr
-    out = tmp_path / "a.out"
-    script = ("import runpy, sys\n"
-              f"sys.argv = ['reference.py', {str(archive)!r}, {str(npz)!r}, {str(out)!r}]\n"
-              "try:\n"
-              f"    runpy.run_path({REFERENCE!r}, run_name='__main__')\n"
-              "except SystemExit as e:\n"
-              "    assert not e.code, e.code\n"
-              "assert 'torch' not in sys.modules and not any(m.startswith('lmpress') for m in sys.modules)\n")
-    r = subprocess.run([sys.executable, "-c", script], capture_output=True, timeout=600)
-    assert r.returncode == 0, r.stderr.decode()[-2000:]
-    assert out.read_bytes() == data
+    for mix in (False, None):
+        archive, out = tmp_path / f"{mix}.lmpz", tmp_path / f"{mix}.out"
+        archive.write_bytes(lmpress.compress(data, "default", chunk_size=1024, block_chunks=4, mix=mix))
+        assert (b'"exact-int/v1+cm/v1"' in archive.read_bytes()[:500]) == (mix is None)
+        script = ("import runpy, sys\n"
+                  f"sys.argv = ['reference.py', {str(archive)!r}, {str(npz)!r}, {str(out)!r}]\n"
+                  "try:\n"
+                  f"    runpy.run_path({REFERENCE!r}, run_name='__main__')\n"
+                  "except SystemExit as e:\n"
+                  "    assert not e.code, e.code\n"
+                  "assert 'torch' not in sys.modules and not any(m.startswith('lmpress') for m in sys.modules)\n")
+        r = subprocess.run([sys.executable, "-c", script], capture_output=True, timeout=600)
+        assert r.returncode == 0, r.stderr.decode()[-2000:]
+        assert out.read_bytes() == data
+
+
+def test_reference_decoder_refuses_a_mixer_it_does_not_restate(tmp_path, corpus):
+    data = (corpus / "text/canterbury/alice29.txt").read_bytes()[:600]
+    archive = tmp_path / "a.lmpz"
+    archive.write_bytes(lmpress.compress(data, "default", chunk_size=1024, mix="cm/v1-audio2"))
+    npz = tmp_path / "model.npz"
+    r = subprocess.run([sys.executable, "-m", "lmpress.cli", "export-exact", "default", str(npz), "--positions",
+                        "1024"], capture_output=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    r = subprocess.run([sys.executable, REFERENCE, str(archive), str(npz), str(tmp_path / "a.out")],
+                       capture_output=True, timeout=300)
+    assert r.returncode != 0 and b"cm/v1-audio2" in r.stderr and b"Traceback" not in r.stderr
+    assert not (tmp_path / "a.out").exists()

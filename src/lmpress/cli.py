@@ -21,6 +21,7 @@ from lmpress.codec import (
     DEFAULT_BLOCK_CHUNKS,
     DEFAULT_CHUNK_SIZE,
     DEFAULT_PROMPT_LEVELS,
+    SEGMENT_MAX,
     CodingStats,
     check_chunking,
     compress_stream,
@@ -265,13 +266,15 @@ def run_info(args) -> int:
 
 
 def run_export_exact(args) -> int:
+    from lmpress.models.exact import mixer
     from lmpress.models.registry import is_llm, load_predictor
 
     if is_llm(args.model):
-        raise LmpressError("export-exact writes byte models (LLMs have no exact arithmetic yet)")
+        raise LmpressError("export-exact writes byte models (the reference decoder restates byte models only)")
     predictor = load_predictor(args.model, precision="exact")
+    mixed_ids = {mixer.MIXER: mixer.mixed_id(predictor.exact.digest())}  # the mixer reference.py restates
     with atomic_output(Path(args.output), args.force) as f:
-        predictor.exact.export(f, args.positions)
+        predictor.exact.export(f, args.positions, mixed_ids)
     arithmetic = predictor.arithmetic
     print(f"{args.output}: {arithmetic['name']} arithmetic of {predictor.name}, id {arithmetic['id']}")
     return 0
@@ -530,7 +533,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "(for the independent reference decoder, models/exact/reference.py)")
     ex.add_argument("model", help="model name or file")
     ex.add_argument("output", help="the .npz to write")
-    ex.add_argument("--positions", type=int, default=8192, help="RoPE rotations to include (longest chunk)")
+    ex.add_argument("--positions", type=int, default=SEGMENT_MAX,
+                    help="RoPE rotations to include (the longest segment an archive may have)")
     ex.add_argument("-f", "--force", action="store_true", help="overwrite an existing output")
     demo = sub.add_parser("demo", help="compress and decompress a corpus file; show rate and speed")
     demo.add_argument("file", nargs="?", help="default: Wikipedia XML (enwik5) from ../shared/corpus")

@@ -13,7 +13,6 @@ CPU's float kernels).
 
 from __future__ import annotations
 
-import hashlib
 import math
 from pathlib import Path
 from typing import Any
@@ -84,8 +83,7 @@ class TransformerPredictor:
             if self.mixer is None:
                 self.arithmetic = {"name": ARITHMETIC, "id": digest[:32]}
             else:
-                both = hashlib.sha256((digest + mixer.digest(variant)).encode()).hexdigest()
-                self.arithmetic = {"name": f"{ARITHMETIC}+{variant}", "id": both[:32]}
+                self.arithmetic = {"name": f"{ARITHMETIC}+{variant}", "id": mixer.mixed_id(digest, variant)[:32]}
                 if self.mixer.plane:  # the colour contexts' plane distance: the decoder needs it too
                     self.arithmetic["plane"] = self.mixer.plane
 

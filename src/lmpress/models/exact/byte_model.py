@@ -131,10 +131,11 @@ class ExactByteModel:
         h.update(tables.tables_digest(self.attention_exp, self.logit_exp, self.gelu, self.rotary.digest()))
         return h.hexdigest()
 
-    def export(self, path, positions: int = 8192) -> None:
+    def export(self, path, positions: int = 8192, mixed_ids: dict[str, str] | None = None) -> None:
         """Everything the arithmetic uses, as integer arrays in one ``.npz`` (read by ``reference.py``,
         which needs neither torch nor this package): config, weights, multipliers, shifts, tables,
-        constants, and RoPE rotations for positions below ``positions``."""
+        constants, RoPE rotations for positions below ``positions``, and ``mixed_ids``: the arithmetic
+        ids of this network mixed with context mixers (by mixer name)."""
         arrays: dict[str, np.ndarray] = {"embed": self.embed, "attention_exp": self.attention_exp,
                                          "logit_exp": self.logit_exp, "gelu": self.gelu}
         rot = [self.rotary.at(p) for p in range(positions)]
@@ -149,7 +150,8 @@ class ExactByteModel:
         constants = {k: v for k, v in globals().items() if k.isupper() and isinstance(v, int)}
         constants.update(ROW_BITS=ops.ROW_BITS, PRE_SHIFT=ops.PRE_SHIFT, TOTAL=1 << 24,
                          WEIGHT_BITS_ATTENTION=k.WEIGHT_BITS)
-        meta = {"arithmetic": ARITHMETIC, "id": self.digest(), "config": self.cfg.to_dict(), "constants": constants}
+        meta = {"arithmetic": ARITHMETIC, "id": self.digest(), "config": self.cfg.to_dict(), "constants": constants,
+                "mixed_ids": mixed_ids or {}}
         arrays["meta"] = np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8)
         np.savez(path, **arrays)
 

@@ -177,6 +177,11 @@ def digest(variant: str = MIXER) -> str:
     return h.hexdigest()
 
 
+def mixed_id(network_digest: str, variant: str = MIXER) -> str:
+    """The arithmetic id (SHA-256, hex) of an exact network mixed with a mixer: what archives record."""
+    return hashlib.sha256((network_digest + digest(variant)).encode()).hexdigest()
+
+
 class ContextMixer:
     """Mixer state for one block: ``begin`` a batch, then ``mix`` network logits and ``update`` with the
     coded bytes, step by step; ``retain`` drops finished rows (their history stays for matches).

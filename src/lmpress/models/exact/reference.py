@@ -11,19 +11,58 @@ depend on nothing but the integers.
     python reference.py ARCHIVE MODEL.npz OUTPUT
 
 ``MODEL.npz`` comes from ``lmpress export-exact MODEL MODEL.npz`` (the
-integer weights, tables and constants of the exact model).
+integer weights, tables and constants of the exact model, and the ids of the
+model mixed with each context mixer).
+
+It decodes archives of the network alone (``--no-mix``) and of the network
+mixed with ``cm/v1``, the context mixer of text and other files (lmpress's
+default): ``ReferenceMixer`` restates that mixer from its definition in
+Python integers (its constants are part of the definition, written out
+below). The image and audio front ends' mixers are not restated here.
 """
 
 from __future__ import annotations
 
 import json
 import math
+import os
 import struct
 import sys
 import zlib
+from decimal import Context, Decimal
 
-import constriction
-import numpy as np
+# One BLAS thread, as lmpress codes (and many threads contend badly for these small products).
+for _threads in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ.setdefault(_threads, "1")
+
+import constriction  # noqa: E402
+import numpy as np  # noqa: E402
+
+
+class History:
+    """One layer's keys, values and their scales at the last ``span`` positions, in position order: a buffer
+    of two spans that moves its second half down when full. Keys and values (int8 integers) are held as
+    float64 for the matmuls, which sum them exactly."""
+
+    def __init__(self, batch: int, kv_heads: int, span: int, head_dim: int) -> None:
+        self.span, self.first = span, 0  # the position at index 0
+        self.keys = np.zeros((batch, kv_heads, 2 * span, head_dim))
+        self.values = np.zeros((batch, kv_heads, 2 * span, head_dim))
+        self.k_scales = np.zeros((batch, kv_heads, 2 * span), dtype=np.int64)
+        self.v_scales = np.zeros((batch, kv_heads, 2 * span), dtype=np.int64)
+
+    def append(self, pos: int, k, k_scale, v, v_scale) -> tuple[np.ndarray, ...]:
+        """Store position ``pos``'s entries [B, kv_heads, ...]; the entries the next query attends to."""
+        arrays = (self.keys, self.k_scales, self.values, self.v_scales)
+        if pos - self.first == 2 * self.span:
+            for a in arrays:
+                a[:, :, :self.span] = a[:, :, self.span:]
+            self.first += self.span
+        i = pos - self.first
+        for a, entry in zip(arrays, (k, k_scale, v, v_scale)):
+            a[:, :, i] = entry
+        seen = slice(max(0, pos + 1 - self.span) - self.first, i + 1)
+        return tuple(a[:, :, seen] for a in arrays)
 
 
 class ReferenceModel:
@@ -32,10 +71,13 @@ class ReferenceModel:
         self.a = {k: z[k] for k in z.files}
         meta = json.loads(self.a["meta"].tobytes())
         self.id, self.cfg, self.c = meta["id"], meta["config"], meta["constants"]
+        self.mixed_ids = meta.get("mixed_ids", {})  # the arithmetic id of the network with each context mixer
+        self.float_weights: dict[str, np.ndarray] = {}
 
     def linear(self, name: str, q: np.ndarray, row_scale: np.ndarray) -> np.ndarray:
-        w = self.a[name + ".weight"].astype(np.float64)
-        y = (q.astype(np.float64) @ w).astype(np.int64)  # integer products, sums below 2**53: exact
+        if name not in self.float_weights:  # the int8 weights as float64, converted once
+            self.float_weights[name] = self.a[name + ".weight"].astype(np.float64)
+        y = (q.astype(np.float64) @ self.float_weights[name]).astype(np.int64)  # sums below 2**53: exact
         m, shift = self.a[name + ".multiplier"], int(self.a[name + ".shift"])
         return rshift(rshift(y * m, self.c["PRE_SHIFT"]) * row_scale[:, None], shift)
 
@@ -45,11 +87,11 @@ class ReferenceModel:
         return q, (amax[:, 0] << self.c["ROW_BITS"]) // (127 * rms)
 
     def attention(self, q, q_amax, keys, k_amax, values, v_amax):
-        """q [B, H, G, hd], q_amax [B, H, G], keys/values [B, H, n, hd] (int8 values), their scales
+        """q [B, H, G, hd], q_amax [B, H, G], keys/values [B, H, n, hd] (int8 values as float64), their scales
         [B, H, n]: the weighted value sums [B, H, G, hd]."""
         c = self.c
         table = self.a["attention_exp"]
-        dots = np.matmul(q.astype(np.float64), np.swapaxes(keys, -1, -2).astype(np.float64)).astype(np.int64)
+        dots = np.matmul(q.astype(np.float64), np.swapaxes(keys, -1, -2)).astype(np.int64)
         scores = dots * k_amax[:, :, None, :]  # [B, H, G, n]
         gaps = (scores.max(axis=-1, keepdims=True) - scores) >> c["SCORE_SHIFT"]
         row_mul = (q_amax[..., None] << c["ROW_MUL_SHIFT"]) // (127 * 127)
@@ -58,20 +100,16 @@ class ReferenceModel:
         peak = np.maximum(w.max(axis=-1, keepdims=True), 1)
         bits = c["WEIGHT_BITS_ATTENTION"]
         w14 = rshift(w * ((np.int64(1 << bits) << 40) // peak), 40)
-        sums = np.matmul(w14.astype(np.float64), values.astype(np.float64)).astype(np.int64)  # [B, H, G, hd]
-        out = np.empty_like(sums)
-        totals = p.sum(axis=-1)
-        for index in np.ndindex(*peak.shape[:3]):
-            pk = int(peak[index][0])
-            shift = max(0, pk.bit_length() - 24)
-            out[index] = rshift((sums[index] * (pk >> shift)) // totals[index], bits - shift)
-        return out
+        sums = np.matmul(w14.astype(np.float64), values).astype(np.int64)  # [B, H, G, hd]
+        totals = p.sum(axis=-1, keepdims=True)
+        shift = np.maximum(0, bit_length(peak) - 24)
+        return rshift((sums * (peak >> shift)) // totals, bits - shift)
 
-    def step(self, x: np.ndarray, history: list[dict], pos: int) -> np.ndarray:
+    def step(self, x: np.ndarray, history: list[History], pos: int) -> np.ndarray:
         """Logits for input vectors x [B, d]; ``history`` holds each layer's keys and values so far."""
         cfg, c = self.cfg, self.c
         hd = cfg["d_model"] // cfg["n_head"]
-        n_q, n_kv, span = cfg["n_head"], cfg["n_kv_head"], cfg["attn_span"]
+        n_q, n_kv = cfg["n_head"], cfg["n_kv_head"]
         groups, half = n_q // n_kv, hd // 2
         cos, sin = self.a["rope_cos"][pos], self.a["rope_sin"][pos]
         limit = c["RESIDUAL_LIMIT"]
@@ -85,13 +123,9 @@ class ReferenceModel:
             q, q_amax = quantize(rot[:, :n_q])
             k, k_amax = quantize(rot[:, n_q:])
             v, v_amax = quantize(qkv[:, n_q + n_kv:])
-            layer = history[i]  # position-ordered keys, values and scales [B, n_kv, positions, ...]
-            layer["k"][:, :, pos], layer["ka"][:, :, pos] = k, k_amax[..., 0]
-            layer["v"][:, :, pos], layer["va"][:, :, pos] = v, v_amax[..., 0]
-            seen = slice(max(0, pos + 1 - span), pos + 1)
+            keys, k_scales, values, v_scales = history[i].append(pos, k, k_amax[..., 0], v, v_amax[..., 0])
             out = self.attention(q.reshape(len(x), n_kv, groups, hd), q_amax.reshape(len(x), n_kv, groups),
-                                 layer["k"][:, :, seen], layer["ka"][:, :, seen],
-                                 layer["v"][:, :, seen], layer["va"][:, :, seen])
+                                 keys, k_scales, values, v_scales)
             q8, amax = quantize(out.reshape(len(x), n_q * hd))
             rs = (amax[:, 0] << (c["ROW_BITS"] - c["QKV_BITS"])) // (127 * 127)
             x = np.clip(x + self.linear(f"layer{i}.out", q8, rs), -limit, limit)
@@ -115,8 +149,202 @@ class ReferenceModel:
         return w
 
 
-def rshift(x: np.ndarray, s: int) -> np.ndarray:
-    return x << -s if s <= 0 else (x + (1 << (s - 1))) >> s
+# ---------------------------------------------------------------------------------------------------------------
+# cm/v1, restated: order-1..8 and word contexts with calibrated counts, a match model, and an online mixer of
+# their log-scores with the network's logits (see lmpress/models/exact/mixer.py for the why of each part).
+
+MASK64 = (1 << 64) - 1
+GOLDEN, FNV = 0x9E3779B97F4A7C15, 0x100000001B3  # hash multipliers
+MIX_ORDERS = (1, 2, 3, 4, 5, 6, 8, 0)  # context lengths in bytes; 0: the word being written
+MIX_TABLE_BITS, COUNT_LIMIT, BINS, PROBABILITY_STEPS, CALIBRATION_LIMIT = 16, 1000, 16, 4096, 1 << 16
+MATCH_MIN, MATCH_BITS, MATCH_VERIFY, LN_255, LENGTH_BUCKETS = 6, 18, 32, 1419, 8
+MIX_WEIGHT_BITS, LEARNING_RATE, LEARNING_SHIFT = 16, 1024, 10
+RETAIN_EIGHTHS = 7  # the codec drops finished rows once 7/8 of the batch or fewer are left
+
+
+def log_table(values) -> np.ndarray:
+    """round(256 ln v) by 40-digit decimal arithmetic (half to even), as integers."""
+    ctx = Context(prec=40)
+    return np.array([int(ctx.multiply(256, ctx.ln(v)).to_integral_value()) for v in values], dtype=np.int64)
+
+
+def count_bin(n: int) -> int:
+    return n if n < 8 else min(n.bit_length() + 4, BINS - 1)
+
+
+def length_bucket(length: int) -> int:
+    return min(length.bit_length(), LENGTH_BUCKETS - 1)
+
+
+class ReferenceMixer:
+    """The state of one block: tables shared by its rows, per-row contexts and matches. ``rows`` maps the
+    batch's rows to the block's segments (the codec drops finished rows; their history stays)."""
+
+    def __init__(self, segments: int, steps: int) -> None:
+        n = len(MIX_ORDERS)
+        half = Decimal(1) / 2
+        self.count_scores = log_table(Decimal(c) + half for c in range(COUNT_LIMIT + 2))
+        self.probability_scores = log_table((Decimal(i) + half) / PROBABILITY_STEPS for i in range(PROBABILITY_STEPS))
+        self.count_bins = np.array([count_bin(c) for c in range(COUNT_LIMIT + 2)], dtype=np.int64)
+        self.counts = np.zeros((n, 1 << MIX_TABLE_BITS, 256), dtype=np.uint16)  # at most COUNT_LIMIT + 1
+        self.checks = np.zeros((n, 1 << MIX_TABLE_BITS), dtype=np.int64)
+        self.calibration = np.zeros((n, BINS, BINS, 2), dtype=np.int64)  # hits, trials
+        self.weights = np.zeros((LENGTH_BUCKETS * (n + 1), n + 2), dtype=np.int64)
+        self.weights[:, 0] = self.weights[:, n + 1] = 1 << MIX_WEIGHT_BITS  # the network, the match model
+        self.weights[:, 1:n + 1] = 1 << (MIX_WEIGHT_BITS - 4)  # the context models
+        self.match_stats = np.zeros((LENGTH_BUCKETS, 2), dtype=np.int64)  # hits, misses
+        self.match_table = {}  # hash -> (segment, position that followed)
+        self.history = np.zeros((segments, steps + 1), dtype=np.int64)
+        self.t = 0
+        self.rows = list(range(segments))
+        self.state = [self.fresh_row() for _ in range(segments)]
+
+    @staticmethod
+    def fresh_row() -> dict:
+        return {"match": [0, 0, 0, 0]}  # length, segment, position, score
+
+    def context(self, segment: int, order: int, k: int) -> tuple[int, int]:
+        """(table row, check; 0: none) of a context of the bytes before position t."""
+        hist, t = self.history[segment], self.t
+        byte = lambda i: int(hist[t - i]) if t >= i else 0  # noqa: E731
+        if order == 1:
+            return byte(1), 0
+        if order == 2:
+            return byte(2) << 8 | byte(1), 0
+        h = (k + 1) * GOLDEN & MASK64
+        if order == 0:
+            for i in range(1, min(32, t) + 1):
+                c = byte(i)
+                h = (h ^ (c + 1)) * FNV & MASK64
+                if not (65 <= c <= 90 or 97 <= c <= 122):
+                    break
+            h ^= h >> 29
+        else:
+            for i in range(1, order + 1):
+                h = (h ^ (byte(i) + 1)) * FNV & MASK64
+                h ^= h >> 29
+        return h >> (64 - MIX_TABLE_BITS), ((h >> 8) & 0xFFFF) + 1
+
+    def mix(self, logits: np.ndarray) -> np.ndarray:
+        """Mixed 8-bit logits [rows, 256] from the network's, row after row (a row may clear a table row)."""
+        n = len(MIX_ORDERS)
+        mixed = np.empty_like(logits)
+        for b, segment in enumerate(self.rows):
+            st = self.state[b]
+            st["net"] = logits[b]
+            st["ctx"], st["tb"], st["rs"] = [], [], []
+            for k, order in enumerate(MIX_ORDERS):
+                index, check = self.context(segment, order, k)
+                if check and self.checks[k, index] != check:
+                    self.counts[k, index] = 0
+                    self.checks[k, index] = check
+                st["ctx"].append(index)
+            seen = 0
+            for k in range(n):
+                total = int(self.counts[k, st["ctx"][k]].sum())
+                seen += total > 0
+                tb = count_bin(total)
+                hits, trials = self.calibration[k, tb, :, 0], self.calibration[k, tb, :, 1]
+                st["tb"].append(tb)
+                st["rs"].append(self.probability_scores[(2 * hits + 1) * PROBABILITY_STEPS // (2 * trials + 2)])
+            st["set"] = length_bucket(st["match"][0]) * (n + 1) + seen
+            w = self.weights[st["set"]]
+            acc = w[0] * logits[b]
+            for k in range(n):
+                acc = acc + w[1 + k] * st["rs"][k][self.count_bins[self.counts[k, st["ctx"][k]]]]
+            length, other, pos, _ = st["match"]
+            if length:
+                hits, misses = self.match_stats[length_bucket(length)]
+                st["match"][3] = int(self.count_scores[hits] - self.count_scores[misses]) + LN_255
+                acc[self.history[other, pos]] += w[1 + n] * st["match"][3]
+            mixed[b] = acc >> MIX_WEIGHT_BITS
+        return mixed
+
+    def update(self, symbols: np.ndarray, coder_weights: np.ndarray, total: int) -> None:
+        """Learn from the bytes just coded (one per row; finished rows repeat their last), row after row."""
+        n = len(MIX_ORDERS)
+        for b, segment in enumerate(self.rows):
+            st, x = self.state[b], int(symbols[b])
+            p = coder_weights[b] + 1  # the coder's frequencies
+            grad = [0] * (n + 2)  # d(-ln p(x)) / d weight: score(x) - E_p[score]
+            grad[0] = int(st["net"][x]) - int((p * st["net"]).sum()) // total
+            for k in range(n):
+                scores = st["rs"][k][self.count_bins[self.counts[k, st["ctx"][k]]]]
+                grad[1 + k] = int(scores[x]) - int((p * scores).sum()) // total
+            length, other, pos, score = st["match"]
+            if length:
+                predicted = int(self.history[other, pos])
+                grad[1 + n] = (score if predicted == x else 0) - score * int(p[predicted]) // total
+                stats = self.match_stats[length_bucket(length)]
+                stats[0 if predicted == x else 1] += 1
+                if stats.sum() > COUNT_LIMIT:
+                    stats >>= 1
+            w = self.weights[st["set"]]
+            for i in range(n + 2):
+                w[i] += grad[i] * LEARNING_RATE >> LEARNING_SHIFT
+            for k in range(n):
+                c = self.counts[k, st["ctx"][k]]
+                cal = self.calibration[k, st["tb"][k]]
+                cal[:, 1] += np.bincount(self.count_bins[c], minlength=BINS)
+                cal[self.count_bins[c[x]], 0] += 1
+                cal[cal[:, 1] > CALIBRATION_LIMIT] >>= 1
+                c[x] += 1
+                if c[x] > COUNT_LIMIT:
+                    c >>= 1
+            self.history[segment, self.t] = x
+            if length:
+                if self.history[other, pos] == x:
+                    st["match"][0], st["match"][2] = length + 1, pos + 1
+                else:
+                    st["match"][0] = 0
+        self.t += 1
+        self.find_matches()
+
+    def match_hash(self, segment: int) -> int:
+        h = 0
+        for i in range(1, MATCH_MIN + 1):
+            h = (h + int(self.history[segment, self.t - i]) + 1) * GOLDEN & MASK64
+        return h >> (64 - MATCH_BITS)
+
+    def find_matches(self) -> None:
+        """Rows without a match look up where their last MATCH_MIN bytes occurred before (entries of earlier
+        steps only), then every row records its own context."""
+        t = self.t
+        if t < MATCH_MIN:
+            return
+        for b, segment in enumerate(self.rows):
+            st = self.state[b]
+            if st["match"][0] or self.match_hash(segment) not in self.match_table:
+                continue
+            other, pos = self.match_table[self.match_hash(segment)]
+            length = 0
+            while (length < MATCH_VERIFY and length < pos and length < t
+                   and self.history[other, pos - 1 - length] == self.history[segment, t - 1 - length]):
+                length += 1
+            if length >= MATCH_MIN:
+                st["match"][:3] = [length, other, pos]
+        for segment in self.rows:
+            self.match_table[self.match_hash(segment)] = (segment, t)
+
+    def retain(self, keep: np.ndarray) -> None:
+        self.rows = [self.rows[i] for i in keep]
+        self.state = [self.state[i] for i in keep]
+
+
+def rshift(x: np.ndarray, s: int | np.ndarray) -> np.ndarray:
+    """x / 2**s rounded half up (s < 0: x * 2**-s); s an integer or an array of them."""
+    if np.ndim(s) == 0:
+        return x << -s if s <= 0 else (x + (1 << (s - 1))) >> s
+    return np.where(s > 0, (x + (1 << np.maximum(s - 1, 0))) >> np.maximum(s, 0), x << np.maximum(-s, 0))
+
+
+def bit_length(x: np.ndarray) -> np.ndarray:
+    """Python's int.bit_length of each non-negative integer."""
+    bits, x = np.zeros_like(x), x.copy()
+    while (x > 0).any():
+        bits += x > 0
+        x >>= 1
+    return bits
 
 
 def quantize(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -124,27 +352,43 @@ def quantize(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return rshift(x * ((127 << 40) // amax), 40), amax
 
 
-def decode_block(model: ReferenceModel, payload: bytes, raw_length: int, chunk_size: int) -> bytes:
-    lengths = [min(chunk_size, raw_length - i) for i in range(0, raw_length, chunk_size)]
-    batch = len(lengths)
+def decode_block(model: ReferenceModel, payload: bytes, raw_length: int, chunk_size: int, mixed: bool) -> bytes:
+    """One block's segments, decoded side by side as the codec coded them: a step codes one byte of every
+    unfinished segment. The network steps every segment to the end (they are independent); the mixer,
+    whose tables the rows share, sees the rows the codec kept: finished rows stay (repeating their last
+    byte) until 7/8 of the batch or fewer are left."""
+    lengths = np.array([min(chunk_size, raw_length - i) for i in range(0, raw_length, chunk_size)])
+    batch, steps = len(lengths), int(lengths.max())
+    if steps > len(model.a["rope_cos"]):
+        raise SystemExit(f"the model file has rotations for {len(model.a['rope_cos'])} positions, the archive's "
+                         f"segments need {steps} (lmpress export-exact --positions {steps})")
     decoder = constriction.stream.queue.RangeDecoder(np.frombuffer(payload, dtype="<u4").astype(np.uint32))
     family = constriction.stream.model.Categorical(perfect=False)
-    cfg = model.cfg
-    shape = (batch, cfg["n_kv_head"], max(lengths), cfg["d_model"] // cfg["n_head"])
-    history = [{"k": np.zeros(shape, np.int64), "ka": np.zeros(shape[:3], np.int64),
-                "v": np.zeros(shape, np.int64), "va": np.zeros(shape[:3], np.int64)} for _ in range(cfg["n_layer"])]
+    cfg, total = model.cfg, model.c["TOTAL"]
+    history = [History(batch, cfg["n_kv_head"], cfg["attn_span"], cfg["d_model"] // cfg["n_head"])
+               for _ in range(cfg["n_layer"])]
+    mixer = ReferenceMixer(batch, steps) if mixed else None
+    rows = np.arange(batch)  # the segments in the codec's batch
+    out = np.zeros((batch, steps), dtype=np.int64)
+    fed = np.zeros(batch, dtype=np.int64)  # per segment: the byte fed last (finished ones repeat theirs)
     bos = model.a["embed"].shape[0] - 1
     logits = model.step(model.a["embed"][np.full(batch, bos)], history, 0)
-    out = np.zeros((batch, max(lengths)), dtype=np.int64)
-    fed = np.zeros(batch, dtype=np.int64)
-    for t in range(max(lengths)):
-        live = np.array([t < n for n in lengths])
-        w = model.weights(logits)[live]
-        symbols = np.asarray(decoder.decode(family, w.astype(np.float64)), dtype=np.int64)
-        out[live, t] = symbols
-        fed[live] = symbols  # finished rows repeat their last symbol (they no longer matter)
-        if t + 1 < max(lengths):
-            logits = model.step(model.a["embed"][fed], history, t + 1)
+    for t in range(steps):
+        w = model.weights(mixer.mix(logits[rows]) if mixer else logits[rows])
+        live = t < lengths[rows]
+        symbols = np.asarray(decoder.decode(family, w[live].astype(np.float64)), dtype=np.int64)
+        out[rows[live], t] = symbols
+        fed[rows[live]] = symbols
+        unfinished = np.flatnonzero(t + 1 < lengths[rows])
+        if not len(unfinished):
+            break
+        if 8 * len(unfinished) <= RETAIN_EIGHTHS * len(rows):
+            rows, w = rows[unfinished], w[unfinished]
+            if mixer:
+                mixer.retain(unfinished)
+        if mixer:
+            mixer.update(fed[rows], w, total)
+        logits = model.step(model.a["embed"][fed], history, t + 1)
     return b"".join(out[i, :n].astype(np.uint8).tobytes() for i, n in enumerate(lengths))
 
 
@@ -156,11 +400,15 @@ def decode_archive(data: bytes, model: ReferenceModel) -> bytes:
     settings = json.loads(data[7:7 + n])
     pos = 7 + n + 32
     arithmetic = settings.get("arithmetic", {})
-    if arithmetic.get("name") != "exact-int/v1" or settings.get("prompt"):
-        raise SystemExit("the reference decoder reads exact-int/v1 archives without soft prompts or context "
-                         "mixing (lmpress --no-mix)")
-    if not model.id.startswith(arithmetic["id"]):
-        raise SystemExit(f"archive needs arithmetic {arithmetic['id']}, the model file has {model.id}")
+    name = arithmetic.get("name")
+    if name not in ("exact-int/v1", "exact-int/v1+cm/v1") or settings.get("prompt"):
+        prompt = ", with a soft prompt" if settings.get("prompt") else ""
+        raise SystemExit(f"the reference decoder reads exact-int/v1 archives of the network alone or mixed with "
+                         f"cm/v1, without soft prompts (this one: {name}{prompt})")
+    mixed = name.endswith("+cm/v1")
+    made_by = model.mixed_ids.get("cm/v1", "") if mixed else model.id
+    if not made_by.startswith(arithmetic["id"]):
+        raise SystemExit(f"the archive needs arithmetic {arithmetic['id']}, the model file has {made_by or 'no cm/v1'}")
     if struct.unpack_from("<I", data, pos)[0] != zlib.crc32(data[:pos]):
         raise SystemExit("header checksum mismatch")
     pos += 4
@@ -170,7 +418,7 @@ def decode_archive(data: bytes, model: ReferenceModel) -> bytes:
         stored = version >= 3 and data[pos + 16] == 0  # format 3: a method byte, 0 = stored raw
         pos += 20 + (version >= 3)
         payload = data[pos:pos + payload_length]
-        block = payload if stored else decode_block(model, payload, raw_length, settings["chunk_size"])
+        block = payload if stored else decode_block(model, payload, raw_length, settings["chunk_size"], mixed)
         if zlib.crc32(block) != raw_crc:
             raise SystemExit(f"block {len(parts)} decodes to data failing its checksum")
         parts.append(block)
