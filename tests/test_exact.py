@@ -65,6 +65,37 @@ def test_kernels_match_their_definitions_in_python_integers():
             assert out[b, o] == (t * int(scale[b]) + (1 << 8)) >> 9
 
 
+def _round_shift(x: int, s: int) -> int:
+    return x << -s if s <= 0 else (x + (1 << (s - 1))) >> s
+
+
+def test_post_norm_kernel_matches_its_definition_at_any_row_scale():
+    """``product_norm_add`` (LLM post-norms): RMSNorm of the product held at 24 bits, in Python integers;
+    a row of small products gets the same precision as a row of large ones."""
+    rng = np.random.default_rng(1)
+    y = rng.integers(-(1 << 20), 1 << 20, size=(3, 40))
+    y[1] = y[0] >> 12  # the same direction, 4096 times smaller
+    mult = rng.integers(1 << 10, 1 << 20, size=40)
+    gain = rng.integers(1, 1 << 19, size=40)
+    residual = rng.integers(-(1 << 20), 1 << 20, size=(3, 40))
+    out = residual.copy()
+    kernels.product_norm_add(y, mult, ops.PRE_SHIFT, gain, out, 1 << 26)
+    for b in range(3):
+        u = [_round_shift(int(v) * int(m), ops.PRE_SHIFT) for v, m in zip(y[b], mult)]
+        bits = max(1, *(abs(v) for v in u)).bit_length()
+        u = [_round_shift(v, bits - 24) for v in u]
+        squares = sum(v * v for v in u)
+        p = 0
+        while p < 16 and squares >> (60 - 2 * p) == 0:
+            p += 1
+        rms = max(math.isqrt((squares << 2 * p) // 40), 1)
+        expected = [min(max(int(r) + ((v * int(g)) << p) // rms, -(1 << 26)), 1 << 26)
+                    for r, v, g in zip(residual[b], u, gain)]
+        assert out[b].tolist() == expected
+    added = out - residual
+    assert np.abs(added[1] - added[0]).max() <= 0.01 * np.abs(added[0]).max()
+
+
 def _python_attention(q, q_amax, keys, k_amax, values, v_amax, row_mul_shift, table):
     """The attention step's definition (``kernels.attention``) for one query, in Python integers."""
     from lmpress.models.exact.byte_model import MUL_SHIFT, SCORE_SHIFT

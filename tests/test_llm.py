@@ -160,7 +160,11 @@ def test_gemma3_round_trip(wiki):
     assert gemma.vocab.size == 262144 and gemma.vocab.escape is None  # byte fallback for all 256 values
     data = wiki[:600] + b"\xff\x00\xc3"
     blob = lmpress.compress(data, "gemma3-270m", chunk_size=400)
+    assert b'"exact-int/v2"' in blob[:1000]  # post-norms on the products at 24 bits
     assert lmpress.decompress(blob) == data
+    # archives of the first exact arithmetic (post-norms at the residual's fixed point) still decode
+    old = lmpress.compress(data[:200], "gemma3-270m", precision="exact-int/v1")
+    assert b'"exact-int/v1"' in old[:1000] and lmpress.decompress(old) == data[:200]
 
 
 def test_retain_keeps_the_remaining_sequences(smollm2, retain_check):

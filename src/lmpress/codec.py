@@ -224,10 +224,11 @@ def decode_frame(predictor: Predictor, frame: BlockFrame, payload: bytes, chunk_
 def model_options(window: int | None = None, precision: str | None = None, mix: bool | str | None = None) -> dict:
     """How a model runs (``load_predictor``'s keyword arguments); recorded in the archive header.
 
-    ``precision`` None: the model's default arithmetic (``registry.default_precision``); ``mix`` None:
+    ``precision`` None: the model's default arithmetic (``registry.default_precision``), or one of
+    ``PRECISIONS``, or an exact arithmetic by the name archives record ("exact-int/v1"); ``mix`` None:
     context mixing wherever it applies; a mixer's name: that one.
     """
-    if precision is not None and precision not in PRECISIONS:
+    if precision is not None and precision not in PRECISIONS and not precision.startswith("exact-int/"):
         raise LmpressError(f"precision must be one of {', '.join(PRECISIONS)}")
     return {"window": window, "precision": precision, "mix": mix}
 
@@ -253,7 +254,7 @@ def archive_options(header: Header) -> dict:
     mixer_name = name.partition("+")[2]  # "exact-int/v1+cm/v1": the network mixed by mixer cm/v1
     if "plane" in header.arithmetic:  # the colour mixer's plane distance
         mixer_name = colour_mixer(header.arithmetic, mixer_name)
-    return model_options(header.model_info.get("window"), "exact" if exact else name,
+    return model_options(header.model_info.get("window"), name.partition("+")[0],
                          (mixer_name or False) if exact else False)
 
 

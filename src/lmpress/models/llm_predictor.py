@@ -26,8 +26,7 @@ import torch.nn.functional as F
 from lmpress.coding import entropy
 from lmpress.errors import LmpressError
 from lmpress.models.exact import ops
-from lmpress.models.exact.byte_model import ARITHMETIC
-from lmpress.models.exact.llm_model import RESIDUAL_BITS, ExactLLM
+from lmpress.models.exact.llm_model import ARITHMETICS, LLM_ARITHMETIC, RESIDUAL_BITS, ExactLLM
 from lmpress.models.llm import LLM, LLMConfig
 from lmpress.models.vocab import TokenVocabulary
 
@@ -99,7 +98,9 @@ def _convert(source: Path, target: Path) -> None:
 class LLMPredictor:
     """Steps a batch of token sequences in lockstep with the LLM's KV caches."""
 
-    def __init__(self, source: Path, name: str, window: int | None = None, precision: str = "float32") -> None:
+    def __init__(self, source: Path, name: str, window: int | None = None, precision: str = "float32",
+                 arithmetic: str = LLM_ARITHMETIC) -> None:
+        """``arithmetic``: with precision "exact", which exact arithmetic (an archive's, to decode it)."""
         source = Path(source)
         if not source.exists():
             raise LmpressError(f"model {source} does not exist")
@@ -117,9 +118,11 @@ class LLMPredictor:
             raise LmpressError(f"LLMs run with precision exact, float32 or bfloat16, not {precision!r}")
         self.precision = precision
         self.llm = LLM(self.cfg, torch.load(cached / "weights.pt", weights_only=True), dtype)
-        self.exact = ExactLLM(self.llm) if precision == "exact" else None
+        if arithmetic not in ARITHMETICS:
+            raise LmpressError(f"this lmpress has the LLM arithmetics {', '.join(ARITHMETICS)}, not {arithmetic}")
+        self.exact = ExactLLM(self.llm, arithmetic) if precision == "exact" else None
         # float kernels (no id): the archive decodes on the kind of CPU that made it
-        self.arithmetic = {"name": ARITHMETIC, "id": self.exact.digest()[:32]} if self.exact else None
+        self.arithmetic = {"name": arithmetic, "id": self.exact.digest()[:32]} if self.exact else None
         self.mixer = None  # LLMs code tokens alone (the context mixer is byte-level)
         from tokenizers import Tokenizer
 

@@ -106,7 +106,8 @@ def load_predictor(name: str, window: int | None = None, precision: str | None =
     CPU; the default), or float kernels whose archives decode only on the kind
     of CPU that made them: "float32" (byte models and LLMs; the arithmetic of
     format-1 archives) or "bfloat16" (LLM weight matmuls). An archive records
-    which one made it.
+    which one made it; an exact arithmetic by the name an archive records
+    ("exact-int/v1", ...) builds that one (to decode archives of earlier ones).
     ``mix``: mix the network with context and match models (``models/exact/mixer.py``); None: wherever
     it applies (exact byte models), False: the network alone (the studies' protocol); a mixer's name
     (``mixer.VARIANTS``): that mixer.
@@ -117,15 +118,23 @@ def load_predictor(name: str, window: int | None = None, precision: str | None =
 @lru_cache(maxsize=4)
 def _load(name: str, window: int | None, precision: str, mix: bool | str | None) -> Predictor:
     from lmpress.models.byte_predictor import TransformerPredictor
+    from lmpress.models.exact.byte_model import ARITHMETIC
+    from lmpress.models.exact.llm_model import LLM_ARITHMETIC
     from lmpress.models.llm_predictor import LLMPredictor
 
     canonical = resolve_name(name)
     path = Path(name)
+    arithmetic = None
+    if precision.startswith("exact-int/"):  # an archive's exact arithmetic, by name
+        precision, arithmetic = "exact", precision
     if is_llm(name):
         if mix:
             raise LmpressError("context mixing applies to byte models (LLMs code tokens)")
         source = LLMS[canonical]() if canonical in LLMS else path
-        return LLMPredictor(source, canonical if canonical in LLMS else str(path), window, precision)
+        return LLMPredictor(source, canonical if canonical in LLMS else str(path), window, precision,
+                            arithmetic or LLM_ARITHMETIC)
+    if arithmetic not in (None, ARITHMETIC):
+        raise LmpressError(f"byte models have the {ARITHMETIC} arithmetic, not {arithmetic}")
     if window is not None:
         raise LmpressError("--window applies to pretrained LLMs only (byte models have a fixed attention span)")
     if canonical in SHIPPED:

@@ -331,6 +331,33 @@ def rescale_norm_add(y, multiplier, row_scale, pre_shift, shift, gain, residual,
 
 
 @njit(cache=True, nogil=True)
+def product_norm_add(y, multiplier, pre_shift, gain, residual, limit):  # pragma: no cover - compiled
+    """``residual += RMSNorm(y * multiplier) * gain`` (gain at the residual's fixed point), clipped.
+
+    RMSNorm does not see a row's scale, so the product is normalized as it is, held at 24 bits, instead
+    of first being brought to the residual's fixed point (``rescale_norm_add``): a post-norm's gain (up to
+    1657 in Gemma 3) would multiply that rounding. Measured on Gemma 3 270M, 4 x 2048 bytes of held-out
+    Wikipedia against float32: +2.52% -> +1.17% bits."""
+    d = y.shape[1]
+    u = np.empty(d, dtype=np.int64)
+    for b in range(y.shape[0]):
+        top = np.int64(1)
+        for o in range(d):
+            u[o] = _round_shift(np.int64(y[b, o]) * multiplier[o], pre_shift)
+            top = max(top, abs(u[o]))
+        bits = 0
+        while (top >> bits) > 0:
+            bits += 1
+        squares = np.int64(0)  # d * 2**48 at most: int64 for rows below 2**14 wide
+        for o in range(d):
+            u[o] = _round_shift(u[o], bits - 24)
+            squares += u[o] * u[o]
+        rms, p = _fine_rms(squares, d)
+        for o in range(d):
+            residual[b, o] = min(max(residual[b, o] + ((u[o] * gain[o]) << p) // rms, -limit), limit)
+
+
+@njit(cache=True, nogil=True)
 def split_wide(q, hi, lo):  # pragma: no cover - compiled
     """16-bit q (|q| <= 127 * 256 + 127) as int8 halves: q = 256 * hi + lo, hi = round(q / 256)."""
     for b in range(q.shape[0]):

@@ -42,6 +42,11 @@ from lmpress.models.exact.byte_model import (
     logit_table,
 )
 
+# The arithmetic LLM archives are made with: ``exact-int/v1`` (the byte models' ``ARITHMETIC``) with
+# post-norms (Gemma 3) computed on the products at 24 bits (``kernels.product_norm_add``) instead of at the
+# residual's 8 fractional bits. Archives of ``exact-int/v1`` still decode (``ExactLLM(arithmetic=ARITHMETIC)``).
+LLM_ARITHMETIC = "exact-int/v2"
+ARITHMETICS = (ARITHMETIC, LLM_ARITHMETIC)
 RESIDUAL_BITS = 8  # Gemma 3's residual stream reaches ~10**5 (measured: 103,795 on held-out Wikipedia)
 RESIDUAL_LIMIT = 1 << 26  # real 262144; 2**52 * hidden stays within int64 for the sum of squares
 HIDDEN_BITS = 9
@@ -193,8 +198,11 @@ class ExactLayerCache:
 
 
 class ExactLLM:
-    def __init__(self, llm) -> None:
-        """From a float ``models.llm.LLM`` (float32 weights)."""
+    def __init__(self, llm, arithmetic: str = LLM_ARITHMETIC) -> None:
+        """From a float ``models.llm.LLM`` (float32 weights), in ``arithmetic`` (one of ``ARITHMETICS``)."""
+        if arithmetic not in ARITHMETICS:
+            raise ValueError(f"LLMs have the arithmetics {ARITHMETICS}, not {arithmetic!r}")
+        self.arithmetic = arithmetic
         cfg = self.cfg = llm.cfg
         gemma = cfg.family == "gemma3"
         self.activation = "gelu_tanh" if gemma else "silu"
@@ -234,7 +242,7 @@ class ExactLLM:
 
     def digest(self) -> str:
         """SHA-256 of everything the arithmetic uses (as ``ExactByteModel.digest``)."""
-        h = hashlib.sha256(json.dumps({"arithmetic": ARITHMETIC, "kind": "llm", "family": self.cfg.family,
+        h = hashlib.sha256(json.dumps({"arithmetic": self.arithmetic, "kind": "llm", "family": self.cfg.family,
                                        "residual_bits": RESIDUAL_BITS, "query_extra_bits": self.query_extra,
                                        "levels": self.levels}, sort_keys=True).encode())
         for layer in self.layers:
@@ -304,12 +312,13 @@ class ExactLLM:
         k.rescale(self.head.matmul(a), self.head.multiplier, row_scale, ops.PRE_SHIFT, self.head.shift, logits)
         return logits
 
-    @staticmethod
-    def _add(lin: _Linear, q: np.ndarray, row_scale: np.ndarray, residual: np.ndarray,
+    def _add(self, lin: _Linear, q: np.ndarray, row_scale: np.ndarray, residual: np.ndarray,
              post_norm: np.ndarray | None) -> None:
         y = lin.matmul(q)
         if post_norm is None:
             k.rescale_add(y, lin.multiplier, row_scale, ops.PRE_SHIFT, lin.shift, residual, RESIDUAL_LIMIT)
+        elif self.arithmetic == LLM_ARITHMETIC:
+            k.product_norm_add(y, lin.multiplier, ops.PRE_SHIFT, post_norm, residual, RESIDUAL_LIMIT)
         else:
             k.rescale_norm_add(y, lin.multiplier, row_scale, ops.PRE_SHIFT, lin.shift, post_norm, residual,
                                RESIDUAL_LIMIT)
