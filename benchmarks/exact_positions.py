@@ -61,7 +61,8 @@ def main() -> None:
         f, e = base[:, lo:hi], exact[:, lo:hi]
         print(f"tokens {lo:4d}-{hi:4d}: float32 {f.mean():.4f}  {a.arithmetic} {e.mean():.4f} bits/token "
               f"({e.sum() / f.sum() - 1:+.2%})")
-    print(f"all: float32 {base.sum():.1f} bits, {a.arithmetic} {exact.sum():.1f} bits ({exact.sum() / base.sum() - 1:+.2%})")
+    print(f"all: float32 {base.sum():.1f} bits, {a.arithmetic} {exact.sum():.1f} bits "
+          f"({exact.sum() / base.sum() - 1:+.2%})")
     print(machine_line())
     if a.json:
         with open(a.json, "w") as out:
