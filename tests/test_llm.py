@@ -95,7 +95,7 @@ def test_exact_arithmetic_codes_like_float32(smollm2, wiki):
     """The integer network's code length on held-out text is within 1% of the float32 network's."""
     from lmpress.coding import entropy
 
-    assert smollm2.precision == "exact" and smollm2.arithmetic["name"] == "exact-int/v1"
+    assert smollm2.precision == "exact" and smollm2.arithmetic["name"] == "exact-int/v2"
     floating = load_predictor("smollm2-135m", precision="float32")
     tokens = np.stack([smollm2.vocab.tokenize(wiki[i * 900:(i + 1) * 900])[:200] for i in range(2)])
     bits = {}

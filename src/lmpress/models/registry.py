@@ -118,23 +118,20 @@ def load_predictor(name: str, window: int | None = None, precision: str | None =
 @lru_cache(maxsize=4)
 def _load(name: str, window: int | None, precision: str, mix: bool | str | None) -> Predictor:
     from lmpress.models.byte_predictor import TransformerPredictor
-    from lmpress.models.exact.byte_model import ARITHMETIC
     from lmpress.models.exact.llm_model import LLM_ARITHMETIC
     from lmpress.models.llm_predictor import LLMPredictor
 
     canonical = resolve_name(name)
     path = Path(name)
     arithmetic = None
-    if precision.startswith("exact-int/"):  # an archive's exact arithmetic, by name
-        precision, arithmetic = "exact", precision
+    if precision.startswith("exact-int/"):  # an archive's exact arithmetic, by name (byte models have one:
+        precision, arithmetic = "exact", precision  # the archive's check of name and id refuses any other)
     if is_llm(name):
         if mix:
             raise LmpressError("context mixing applies to byte models (LLMs code tokens)")
         source = LLMS[canonical]() if canonical in LLMS else path
         return LLMPredictor(source, canonical if canonical in LLMS else str(path), window, precision,
                             arithmetic or LLM_ARITHMETIC)
-    if arithmetic not in (None, ARITHMETIC):
-        raise LmpressError(f"byte models have the {ARITHMETIC} arithmetic, not {arithmetic}")
     if window is not None:
         raise LmpressError("--window applies to pretrained LLMs only (byte models have a fixed attention span)")
     if canonical in SHIPPED:
