@@ -41,6 +41,14 @@ def measure(data: bytes, model: str, precision: str) -> dict:
             "decode_kbs": len(data) / decode_s / 1e3}
 
 
+def compared(base: dict, other: dict) -> dict:
+    """One measurement against the baseline's, as printed."""
+    return {"rates": f"{base['rate']:.4f} -> {other['rate']:.4f}", "change": f"{other['rate'] / base['rate'] - 1:+.2%}",
+            "coded_change": f"{other['coded_rate'] / base['coded_rate'] - 1:+.2%}",
+            "base_speed": f"{base['encode_kbs']:.2f} / {base['decode_kbs']:.2f}",
+            "speed": f"{other['encode_kbs']:.2f} / {other['decode_kbs']:.2f}"}
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--models", nargs="+", default=["default", "text-800k", "image-800k", "audio-800k"])
@@ -62,26 +70,20 @@ def main() -> None:
             for precision in a.precisions:
                 row[precision] = measure(data, model, precision)
             rows.append(row)
-            f = row[base]
             for precision in others:
-                e = row[precision]
-                print(f"{model:16s} {modality:6s} {precision:13s} rate {f['rate']:.4f} -> {e['rate']:.4f} "
-                      f"({e['rate'] / f['rate'] - 1:+.2%}; "
-                      f"coded bytes alone {e['coded_rate'] / f['coded_rate'] - 1:+.2%})"
-                      f"  encode {f['encode_kbs']:.2f} -> {e['encode_kbs']:.2f} "
-                      f"KB/s  decode {f['decode_kbs']:.2f} -> {e['decode_kbs']:.2f} KB/s", flush=True)
+                c = compared(row[base], row[precision])
+                print(f"{model:16s} {modality:6s} {precision:13s} rate {c['rates']} ({c['change']}; coded bytes "
+                      f"alone {c['coded_change']})  encode/decode KB/s {c['base_speed']} -> {c['speed']}", flush=True)
     print(f"\n{machine_line()}\n")
     print(f"| model | modality | bytes | arithmetic | {base} rate | rate | change | change without headers | "
           f"{base} enc / dec KB/s | enc / dec KB/s |")
     print("|---|---|---|---:|---:|---:|---:|---:|---:|---:|")
     for r in rows:
-        f = r[base]
         for precision in others:
-            e = r[precision]
-            print(f"| {r['model']} | {r['modality']} | {r['input_bytes']:,} | {precision} | {f['rate']:.4f} | "
-                  f"{e['rate']:.4f} | {e['rate'] / f['rate'] - 1:+.2%} | "
-                  f"{e['coded_rate'] / f['coded_rate'] - 1:+.2%} | {f['encode_kbs']:.2f} / "
-                  f"{f['decode_kbs']:.2f} | {e['encode_kbs']:.2f} / {e['decode_kbs']:.2f} |")
+            c = compared(r[base], r[precision])
+            print(f"| {r['model']} | {r['modality']} | {r['input_bytes']:,} | {precision} | "
+                  f"{c['rates'].replace(' -> ', ' | ')} | {c['change']} | {c['coded_change']} | {c['base_speed']} | "
+                  f"{c['speed']} |")
     if a.json:
         with open(a.json, "w") as out:
             json.dump({"machine": machine_line(), "rows": rows}, out, indent=1)

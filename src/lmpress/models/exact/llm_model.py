@@ -27,6 +27,7 @@ import time
 import numpy as np
 import torch
 
+from lmpress.errors import LmpressError
 from lmpress.models.exact import kernels as k
 from lmpress.models.exact import ops, tables
 from lmpress.models.exact.byte_model import (
@@ -201,7 +202,7 @@ class ExactLLM:
     def __init__(self, llm, arithmetic: str = LLM_ARITHMETIC) -> None:
         """From a float ``models.llm.LLM`` (float32 weights), in ``arithmetic`` (one of ``ARITHMETICS``)."""
         if arithmetic not in ARITHMETICS:
-            raise ValueError(f"LLMs have the arithmetics {ARITHMETICS}, not {arithmetic!r}")
+            raise LmpressError(f"this lmpress has the LLM arithmetics {', '.join(ARITHMETICS)}, not {arithmetic}")
         self.arithmetic = arithmetic
         cfg = self.cfg = llm.cfg
         gemma = cfg.family == "gemma3"
