@@ -69,12 +69,12 @@ class _Layer:
 
 
 class ExactCache:
-    """Per layer, a ring of int8 keys [batch, kv heads, head_dim, span] and values [batch, kv heads, span,
-    head_dim] (the layouts ``kernels.attention`` reads fastest) and their integer scales."""
+    """Per layer, a ring of int8 keys and values [batch, kv heads, head_dim, span] (dimension-major, the
+    layout ``kernels.attention`` reads fastest) and their integer scales."""
 
     def __init__(self, n_layer: int, batch: int, n_kv: int, head_dim: int, span: int) -> None:
         self.k = np.zeros((n_layer, batch, n_kv, head_dim, span), dtype=np.int8)
-        self.v = np.zeros((n_layer, batch, n_kv, span, head_dim), dtype=np.int8)
+        self.v = np.zeros((n_layer, batch, n_kv, head_dim, span), dtype=np.int8)
         self.k_amax = np.ones((n_layer, batch, n_kv, span), dtype=np.int64)
         self.v_amax = np.ones((n_layer, batch, n_kv, span), dtype=np.int64)
         self.pos = 0

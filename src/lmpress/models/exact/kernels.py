@@ -25,8 +25,8 @@ def attention(q, q_amax, k_cache, k_amax, v_cache, v_amax, n, row_mul_shift, sco
 
     q        int32 [B, H, G, hd]  int8-valued queries (1/sqrt(hd) folded in), H kv heads of G queries
     q_amax   int64 [B, H, G]      their scales: query = q * q_amax / 127 at f bits
-    k_cache  int8  [B, H, hd, span], k_amax int64 [B, H, span]  keys (dimension-major), the same way
-    v_cache  int8  [B, H, span, hd], v_amax int64 [B, H, span]  values (position-major)
+    k_cache  int8  [B, H, hd, span], k_amax int64 [B, H, span]  keys, the same way
+    v_cache  int8  [B, H, hd, span], v_amax int64 [B, H, span]  values
     out      int64 [B, H, G, hd]  sum_j p_j * v_amax_j * v_j / sum_j p_j  (so the output is out / (127 * 2**f))
 
     Score_j (nats) = (q . k_j) * q_amax * k_amax_j / (127**2 * 2**(2 f)). With S_j = (q . k_j) * k_amax_j,
@@ -35,19 +35,18 @@ def attention(q, q_amax, k_cache, k_amax, v_cache, v_amax, n, row_mul_shift, sco
     gap in table steps. The weights w_j = p_j * v_amax_j are rescaled to WEIGHT_BITS (w_j * 2**14 // max w,
     rounded) for an int32 sum with the int8 values; the peak and sum of p bring the scale back.
 
-    The loops are laid out for the compiler's vectorizer (long inner loops without branches; keys read
-    along positions, values along dimensions, every value row shared by the G queries); any layout
-    computes the same integers.
+    Both caches are dimension-major (a key's or value's components lie ``span`` apart) so that the loops
+    run along positions for the compiler's vectorizer: the scores four key rows per pass, the value sums as
+    int16 x int8 dot products (``_value_sums``); any layout computes the same integers.
     """
     b_n, h_n, g_n, hd = q.shape
     last = exp_table.shape[0] - 1
     dots = np.empty(n, dtype=np.int32)
     scores = np.empty(n, dtype=np.int64)
     pav = np.empty(n, dtype=np.int64)
-    weights = np.empty((g_n, n), dtype=np.int32)
+    weights = np.empty((g_n, n), dtype=np.int16)  # at most 2**WEIGHT_BITS
     peaks = np.empty(g_n, dtype=np.int64)
     totals = np.empty(g_n, dtype=np.int64)
-    part = np.empty((g_n, hd), dtype=np.int32)
     sums = np.empty((g_n, hd), dtype=np.int64)
     for b in range(b_n):
         for h in range(h_n):
@@ -88,31 +87,12 @@ def attention(q, q_amax, k_cache, k_amax, v_cache, v_amax, n, row_mul_shift, sco
                 inverse = (np.int64(1 << WEIGHT_BITS) << 40) // peak
                 wg = weights[g]
                 for j in range(n):
-                    wg[j] = np.int32((pav[j] * inverse + (1 << 39)) >> 40)
+                    wg[j] = np.int16((pav[j] * inverse + (1 << 39)) >> 40)
                 peaks[g] = peak
                 totals[g] = total
             sums[:, :] = 0
-            for start in range(0, n, SUM_PART):  # int32 parts: 2**14 * 127 * 1024 < 2**31
-                stop = min(start + SUM_PART, n)
-                part[:, :] = 0
-                j = start
-                while j + 4 <= stop:  # four value rows per pass
-                    v0, v1, v2, v3 = values[j], values[j + 1], values[j + 2], values[j + 3]
-                    for g in range(g_n):
-                        w0, w1, w2, w3 = weights[g, j], weights[g, j + 1], weights[g, j + 2], weights[g, j + 3]
-                        acc = part[g]
-                        for c in range(hd):
-                            acc[c] += (w0 * np.int32(v0[c]) + w1 * np.int32(v1[c])) + (
-                                w2 * np.int32(v2[c]) + w3 * np.int32(v3[c]))
-                    j += 4
-                while j < stop:
-                    for g in range(g_n):
-                        for c in range(hd):
-                            part[g, c] += weights[g, j] * np.int32(values[j, c])
-                    j += 1
-                for g in range(g_n):
-                    for c in range(hd):
-                        sums[g, c] += part[g, c]
+            for start in range(0, n, SUM_PART):
+                _value_sums(weights, values, start, min(start + SUM_PART, n), sums)
             for g in range(g_n):
                 shift = 0  # peak >> shift fits 24 bits, so sum * (peak >> shift) fits int64
                 while (peaks[g] >> shift) >= (1 << 24):
@@ -121,6 +101,43 @@ def attention(q, q_amax, k_cache, k_amax, v_cache, v_amax, n, row_mul_shift, sco
                 for c in range(hd):
                     t = (sums[g, c] * (peaks[g] >> shift)) // totals[g]
                     out[b, h, g, c] = t << back if back >= 0 else (t + (np.int64(1) << (-back - 1))) >> -back
+
+
+@njit(cache=True, nogil=True)
+def _value_sums(weights, values, start, stop, sums):  # pragma: no cover - compiled
+    """sums[g, c] += sum_j weights[g, j] * values[c, j] over start <= j < stop (at most SUM_PART
+    positions: 2**14 * 127 * 1024 < 2**31, so the int32 sums are exact). Four queries share each pass over
+    a value row; the int16 x int8 products compile to packed multiply-adds."""
+    g_n, hd = sums.shape
+    length = stop - start
+    quads = g_n - g_n % 4
+    for g in range(0, quads, 4):
+        w0, w1, w2, w3 = weights[g, start:stop], weights[g + 1, start:stop], weights[g + 2, start:stop], \
+            weights[g + 3, start:stop]
+        for c in range(hd):
+            row = values[c, start:stop]
+            s0 = np.int32(0)
+            s1 = np.int32(0)
+            s2 = np.int32(0)
+            s3 = np.int32(0)
+            for j in range(length):  # np.int32(...) on every sum keeps the arithmetic in 32-bit lanes
+                x = np.int32(row[j])
+                s0 = np.int32(s0 + np.int32(w0[j]) * x)
+                s1 = np.int32(s1 + np.int32(w1[j]) * x)
+                s2 = np.int32(s2 + np.int32(w2[j]) * x)
+                s3 = np.int32(s3 + np.int32(w3[j]) * x)
+            sums[g, c] += s0
+            sums[g + 1, c] += s1
+            sums[g + 2, c] += s2
+            sums[g + 3, c] += s3
+    for g in range(quads, g_n):
+        wg = weights[g, start:stop]
+        for c in range(hd):
+            row = values[c, start:stop]
+            s = np.int32(0)
+            for j in range(length):
+                s = np.int32(s + np.int32(wg[j]) * np.int32(row[j]))
+            sums[g, c] += s
 
 
 # ---------------------------------------------------------------------------------------------
@@ -247,8 +264,8 @@ def _quantize_into(vec, q, row):  # pragma: no cover - compiled
 def qkv_step(y, multiplier, row_scale, pre_shift, shift, limit, head_gain, cos, sin, rope_bits, n_q, n_kv,
              q, q_amax, k_cache, k_amax, v_cache, v_amax, slot):  # pragma: no cover - compiled
     """The qkv projection's rescale (clipped to +-limit), RoPE on queries and keys, int8 quantization
-    per head; queries into ``q`` int32 [B, n_q, hd] / ``q_amax`` [B, n_q], keys into ``k_cache``
-    [B, n_kv, hd, span] and values into ``v_cache`` [B, n_kv, span, hd] at ``slot``.
+    per head; queries into ``q`` int32 [B, n_q, hd] / ``q_amax`` [B, n_q], keys and values into ``k_cache``
+    and ``v_cache`` [B, n_kv, hd, span] at ``slot``.
 
     ``head_gain`` int64 [2, hd] (or [0, hd]: none): RMSNorm of each query (row 0) and key (row 1) head
     before RoPE (Gemma 3's q/k norms), the gains at the heads' fixed point: v * gain // isqrt(mean(v*v)).
@@ -290,7 +307,7 @@ def qkv_step(y, multiplier, row_scale, pre_shift, shift, limit, head_gain, cos, 
                 k_amax[b, head - n_q, slot] = amax
             else:
                 for c in range(hd):
-                    v_cache[b, head - n_q - n_kv, slot, c] = quantized[0, c]
+                    v_cache[b, head - n_q - n_kv, c, slot] = quantized[0, c]
                 v_amax[b, head - n_q - n_kv, slot] = amax
 
 

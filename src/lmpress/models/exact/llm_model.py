@@ -159,9 +159,9 @@ class _Linear:
 
 
 class ExactLayerCache:
-    """int8 keys [batch, kv_heads, head_dim, slots] and values [batch, kv_heads, slots, head_dim] (the
-    layouts ``kernels.attention`` reads) and their scales; grows or rings like ``llm.LayerCache``
-    (capacity None: grows by ``GROWTH``; else a ring keeping ``sinks``)."""
+    """int8 keys and values [batch, kv_heads, head_dim, slots] (the layout ``kernels.attention`` reads) and
+    their scales; grows or rings like ``llm.LayerCache`` (capacity None: grows by ``GROWTH``; else a ring
+    keeping ``sinks``)."""
 
     GROWTH = 256
 
@@ -169,7 +169,7 @@ class ExactLayerCache:
         self.capacity, self.sinks = capacity, sinks if capacity is not None else 0
         size = capacity if capacity is not None else self.GROWTH
         self.k = np.zeros((batch, kv_heads, head_dim, size), dtype=np.int8)
-        self.v = np.zeros((batch, kv_heads, size, head_dim), dtype=np.int8)
+        self.v = np.zeros((batch, kv_heads, head_dim, size), dtype=np.int8)
         self.k_amax = np.ones((batch, kv_heads, size), dtype=np.int64)
         self.v_amax = np.ones((batch, kv_heads, size), dtype=np.int64)
         self.length = 0
@@ -178,12 +178,10 @@ class ExactLayerCache:
         pos = self.length
         if self.capacity is None:
             if pos == self.k.shape[-1]:
-                def grow(a: np.ndarray, fill: int, axis: int = -1) -> np.ndarray:
-                    shape = list(a.shape)
-                    shape[axis] = self.GROWTH
-                    return np.concatenate([a, np.full(shape, fill, dtype=a.dtype)], axis=axis)
+                def grow(a: np.ndarray, fill: int) -> np.ndarray:
+                    return np.concatenate([a, np.full((*a.shape[:-1], self.GROWTH), fill, dtype=a.dtype)], axis=-1)
 
-                self.k, self.v = grow(self.k, 0), grow(self.v, 0, axis=-2)
+                self.k, self.v = grow(self.k, 0), grow(self.v, 0)
                 self.k_amax, self.v_amax = grow(self.k_amax, 1), grow(self.v_amax, 1)
             return pos
         if pos < self.capacity:
