@@ -458,9 +458,16 @@ def _update(symbols, network, coder_weights, total, history, t, rows, counts, sc
         for k in range(n_orders):
             c = counts[k, context_rows[b, k]]
             rs = row_scores[b, k]
+            # sum over s of p(s) * score(count of s); the unseen bytes (count 0, bin 0) together: the
+            # frequencies (weight + 1) sum to total
             expect = np.int64(0)
+            seen = np.int64(0)
             for s in range(256):
-                expect += (coder_weights[b, s] + 1) * rs[count_bins[c[s]]]
+                if c[s] != 0:
+                    p = coder_weights[b, s] + 1
+                    expect += p * rs[count_bins[c[s]]]
+                    seen += p
+            expect += (total - seen) * rs[0]
             grad[1 + k] = rs[count_bins[c[x]]] - expect // total
         grad[1 + n_orders] = 0
         if match[b, 0] > 0:
@@ -499,8 +506,13 @@ def _update(symbols, network, coder_weights, total, history, t, rows, counts, sc
         for k in range(n_orders):
             c = counts[k, context_rows[b, k]]
             cal = calibration[k, total_bins[b, k]]
+            unseen = 0  # bytes of count 0 (bin 0), added at once rather than one by one into one cell
             for s in range(256):
-                cal[count_bins[c[s]], 1] += 1
+                if c[s] == 0:
+                    unseen += 1
+                else:
+                    cal[count_bins[c[s]], 1] += 1
+            cal[0, 1] += unseen
             cal[count_bins[c[x]], 0] += 1
             for cb in range(BINS):
                 if cal[cb, 1] > CALIBRATION_LIMIT:
