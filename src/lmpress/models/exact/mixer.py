@@ -417,11 +417,13 @@ def _predict(network, history, t, plane, rows, orders, counts, checks, scores, m
         if byte_sets:  # low and high bytes of samples
             sets[b] = 2 * sets[b] + (t & 1)
         w = weights[sets[b]]
+        out = mixed[b]
         for s in range(256):
-            acc = w[0] * network[b, s]
-            for k in range(n_orders):
-                acc += w[1 + k] * row_scores[b, k, count_bins[counts[k, context_rows[b, k], s]]]
-            mixed[b, s] = acc
+            out[s] = w[0] * network[b, s]
+        for k in range(n_orders):  # one context at a time: each pass reads one row of counts
+            wk, rs, c = w[1 + k], row_scores[b, k], counts[k, context_rows[b, k]]
+            for s in range(256):
+                out[s] += wk * rs[count_bins[c[s]]]
         if match[b, 0] > 0:
             hits, misses = match_stats[_length_bucket(match[b, 0])]
             match[b, 3] = scores[hits] - scores[misses] + LN_255
