@@ -64,6 +64,15 @@ def test_same_archive_for_any_worker_count():
     assert lmpress.decompress(two, workers=2) == data
 
 
+def test_one_block_on_two_cores_gives_the_same_archive():
+    """Default settings, one block of 17 rows: with two workers its rows are coded on two threads."""
+    data = os.urandom(4000) + b"<page><title>lmpress</title></page>\n" * 830
+    one = lmpress.compress(data, workers=1)
+    two = lmpress.compress(data, workers=2)
+    assert one == two and len(one) < len(data) // 3
+    assert lmpress.decompress(two, workers=2) == data
+
+
 def test_same_archive_every_run():
     data = b"determinism " * 50
     assert lmpress.compress(data, chunk_size=100) == lmpress.compress(data, chunk_size=100)

@@ -117,9 +117,10 @@ def _python_attention(q, q_amax, keys, k_amax, values, v_amax, row_mul_shift, ta
     return out
 
 
-@pytest.mark.parametrize("groups,head_dim,n", [(4, 32, 300), (3, 18, 1030)])
+@pytest.mark.parametrize("groups,head_dim,n", [(4, 32, 300), (3, 18, 1030), (6, 8, 40)])
 def test_attention_kernel_matches_its_definition(groups, head_dim, n):
-    """Any group count, a head size that is not a multiple of 4, and more than SUM_PART positions."""
+    """Any group count (four at a time and the rest), a head size that is not a multiple of 4, and more
+    than SUM_PART positions."""
     from lmpress.models.exact.byte_model import MUL_SHIFT, ROW_MUL_SHIFT, SCORE_SHIFT, attention_tables
 
     rng = np.random.default_rng(n)
@@ -131,7 +132,8 @@ def test_attention_kernel_matches_its_definition(groups, head_dim, n):
     values = rng.integers(-127, 128, (b, h, span, head_dim)).astype(np.int8)
     k_amax, v_amax = rng.integers(1, 1 << 12, (b, h, span)), rng.integers(1, 1 << 20, (b, h, span))
     out = np.empty((b, h, groups, head_dim), np.int64)
-    kernels.attention(q, q_amax, np.ascontiguousarray(np.swapaxes(keys, -1, -2)), k_amax, values, v_amax, n,
+    dimension_major = lambda a: np.ascontiguousarray(np.swapaxes(a, -1, -2))  # noqa: E731 - the caches' layout
+    kernels.attention(q, q_amax, dimension_major(keys), k_amax, dimension_major(values), v_amax, n,
                       ROW_MUL_SHIFT, SCORE_SHIFT, MUL_SHIFT, table, out)
     for i, j, g in [(0, 0, 0), (1, 1, groups - 1), (0, 1, 1)]:
         expected = _python_attention(q[i, j, g], q_amax[i, j, g], keys[i, j, :n], k_amax[i, j, :n],
@@ -202,6 +204,26 @@ def test_rows_do_not_depend_on_the_batch(retain_check):
         alone = predictor.advance(symbols[2:3, t])
     assert np.array_equal(alone[0], batched[2])
     retain_check(predictor, atol=0)
+
+
+def test_rows_on_threads_give_the_same_integers():
+    """A step's row ranges on several threads (a block coded alone on several cores) give the integers of
+    one thread, the context mixer included, also after finished rows are dropped."""
+    from lmpress.models.exact import rows
+
+    predictor = load_predictor("default")
+    symbols = np.random.default_rng(3).integers(0, 256, size=(27, 30))
+    runs = []
+    for threads in (1, 3):
+        with rows.threads(threads):
+            assert len(rows.parts(27)) == min(threads, 27 // rows.MIN_ROWS)
+            steps = [predictor.begin(27)]
+            for t in range(30):
+                if t == 20:
+                    predictor.retain(np.arange(2, 27))
+                steps.append(predictor.advance(symbols[2 if t >= 20 else 0:, t]))
+        runs.append(steps)
+    assert all(np.array_equal(a, b) for a, b in zip(*runs))
 
 
 @pytest.mark.slow

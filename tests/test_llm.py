@@ -173,5 +173,13 @@ def test_archives_of_the_first_llm_arithmetic_still_decode(smollm2, wiki):
     assert old[-40:] == lmpress.compress(data, "smollm2-135m")[-40:]  # the same code, another header
 
 
+def test_one_block_on_two_cores_gives_the_same_archive(smollm2, wiki):
+    """A single block coded with two workers codes its rows on two threads: the same archive."""
+    data = wiki[:500]
+    one = lmpress.compress(data, "smollm2-135m", chunk_size=200, workers=1)
+    two = lmpress.compress(data, "smollm2-135m", chunk_size=200, workers=2)
+    assert one == two and lmpress.decompress(two, workers=2) == data
+
+
 def test_retain_keeps_the_remaining_sequences(smollm2, retain_check):
     retain_check(smollm2, steps=4, drop_after=2, atol=0)

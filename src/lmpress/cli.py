@@ -74,13 +74,13 @@ def atomic_output(path: Path, force: bool, mode_from: Path | None = None) -> Ite
 
 
 def _workers(requested: int, size: int | None, block_bytes: int, ray: str | None = None) -> int:
-    """0 = automatic: one worker per core (Ray: per cluster CPU), but never more than there are blocks."""
+    """0 = automatic: every core (Ray: every cluster CPU). Worker processes never outnumber the blocks; a
+    single block is coded here, its batch rows on the cores (lmpress.parallel)."""
     if ray is not None and not requested:
         return 0  # lmpress.parallel asks the cluster
     n = requested or (os.cpu_count() or 1)
-    if size is not None:
-        n = min(n, max(1, -(-size // block_bytes)))
-    return max(1, n)
+    blocks = max(1, -(-size // block_bytes)) if size is not None else n
+    return max(1, n if blocks == 1 else min(n, blocks))
 
 
 def _progress(args, total: int | None, desc: str) -> tuple[Progress | None, object]:
@@ -332,7 +332,7 @@ def run_demo(args) -> int:
     print(f"archive     {enc.archive_bytes:,} bytes: rate {enc.archive_bytes / len(data):.4f} "
           f"({8 * enc.archive_bytes / len(data):.3f} bits/byte); gzip -9 (whole file): rate {gz / len(data):.4f}")
     print(f"speed       compress {len(data) / 1000 / (t1 - t0):.1f} KB/s, "
-          f"decompress {len(data) / 1000 / (t2 - t1):.1f} KB/s ({workers} worker{'s' * (workers > 1)})")
+          f"decompress {len(data) / 1000 / (t2 - t1):.1f} KB/s ({workers} core{'s' * (workers > 1)})")
     print(f"round trip  {'identical' if same else 'MISMATCH'}")
     return 0 if same else 1
 
@@ -505,7 +505,8 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar, no summary")
     p.add_argument("--progress", action="store_true", help="show the progress bar even if stderr is not a terminal")
     p.add_argument("-j", "--workers", type=int, default=0,
-                   help="worker processes (0: one per core); the archive is the same for any value")
+                   help="cores to use (0: all): a worker process per block, or a single block's rows on "
+                        "threads (exact arithmetic); the archive is the same for any value")
     p.add_argument("--ray", nargs="?", const="local", metavar="ADDRESS",
                    help="code blocks as Ray tasks: on a local Ray cluster, or the cluster at ADDRESS "
                         "('auto', 'ray://host:10001'); the archive is the same")

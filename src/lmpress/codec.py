@@ -28,6 +28,7 @@ from lmpress.coding.container import ArchiveReader, ArchiveWriter, BlockFrame, H
 from lmpress.coding.hyperprior import decode_vectors, encode_vectors
 from lmpress.errors import LmpressError
 from lmpress.models.base import Predictor
+from lmpress.models.exact import rows
 from lmpress.models.exact.mixer import AUDIO_MIXER, COLOUR_MIXER, IMAGE_MIXER
 from lmpress.models.prompt import SoftPrompt
 from lmpress.models.registry import AUTO, choose_model, is_llm, load_predictor, shipped_with_id
@@ -61,15 +62,19 @@ PlanFn = Callable[[str, int | None], None]
 
 
 @contextlib.contextmanager
-def coding_threads():
-    """Torch and numpy's BLAS (the exact path's weight matmuls) at CODING_THREADS: a step's matmuls are
-    too small to share across cores, and a second BLAS thread only waits for a core that another worker
-    or process holds (measured under cProfile: 128 KB of text coded at 3.2 KB/s with numpy's default two
-    threads beside a busy core, 7.7 KB/s with one)."""
+def coding_threads(threads: int = 1):
+    """The threads a block is coded with.
+
+    Torch and numpy's BLAS run at CODING_THREADS: a step's matmuls are too small to share across cores,
+    and a second BLAS thread only waits for a core that another worker or process holds (measured under
+    cProfile: 128 KB of text coded at 3.2 KB/s with numpy's default two threads beside a busy core, 7.7
+    KB/s with one); for float arithmetic another thread count would also sum in another order. An exact
+    predictor may instead code its batch rows on ``threads`` threads (``models/exact/rows.py``: the same
+    integers on any number of threads), for a block coded alone while cores are free."""
     previous = torch.get_num_threads()
     torch.set_num_threads(CODING_THREADS)
     try:
-        with threadpool_limits(CODING_THREADS, user_api="blas"):
+        with threadpool_limits(CODING_THREADS, user_api="blas"), rows.threads(threads):
             yield
     finally:
         torch.set_num_threads(previous)
@@ -129,8 +134,8 @@ def _model_symbols(vocab: Vocabulary, symbols: np.ndarray) -> np.ndarray:
 
 
 def encode_block(predictor: Predictor, data: bytes, chunk_size: int,
-                 progress: ProgressFn | None = None, prefix: np.ndarray | None = None) -> bytes:
-    """The range-coded payload of one block."""
+                 progress: ProgressFn | None = None, prefix: np.ndarray | None = None, threads: int = 1) -> bytes:
+    """The range-coded payload of one block (``threads``: see ``coding_threads``)."""
     lengths = _chunk_lengths(len(data), chunk_size)
     tokens = [predictor.vocab.tokenize(data[i * chunk_size: (i + 1) * chunk_size]) for i in range(len(lengths))]
     matrix = np.zeros((len(tokens), max(len(t) for t in tokens)), dtype=np.int64)
@@ -148,13 +153,13 @@ def encode_block(predictor: Predictor, data: bytes, chunk_size: int,
             encoder.encode(escaped, entropy.uniform(len(escaped), 256))
         return symbols
 
-    with coding_threads():
+    with coding_threads(threads):
         _lockstep(predictor, lengths, code_step, progress, prefix)
     return encoder.finish()
 
 
 def decode_block(predictor: Predictor, payload: bytes, raw_length: int, chunk_size: int,
-                 progress: ProgressFn | None = None, prefix: np.ndarray | None = None) -> bytes:
+                 progress: ProgressFn | None = None, prefix: np.ndarray | None = None, threads: int = 1) -> bytes:
     lengths = _chunk_lengths(raw_length, chunk_size)
     try:
         decoder = entropy.Decoder(payload)
@@ -174,7 +179,7 @@ def decode_block(predictor: Predictor, payload: bytes, raw_length: int, chunk_si
         columns.append((active, symbols))
         return symbols
 
-    with coding_threads():
+    with coding_threads(threads):
         _lockstep(predictor, lengths, code_step, progress, prefix)
     return _assemble(predictor, columns, lengths)
 
@@ -212,13 +217,13 @@ def decode_job(model: str, options: dict, prefix: np.ndarray | None, payload: by
 
 
 def decode_frame(predictor: Predictor, frame: BlockFrame, payload: bytes, chunk_size: int,
-                 progress: ProgressFn | None = None, prefix: np.ndarray | None = None) -> bytes:
+                 progress: ProgressFn | None = None, prefix: np.ndarray | None = None, threads: int = 1) -> bytes:
     """One block's bytes: its payload if stored, else decoded by ``predictor``."""
     if frame.stored:
         if progress is not None:
             progress(len(payload), 8.0 * len(payload))
         return payload
-    return decode_block(predictor, payload, frame.raw_length, chunk_size, progress, prefix)
+    return decode_block(predictor, payload, frame.raw_length, chunk_size, progress, prefix, threads)
 
 
 def model_options(window: int | None = None, precision: str | None = None, mix: bool | str | None = None) -> dict:
@@ -455,8 +460,9 @@ def compress_stream(src: BinaryIO, dst: BinaryIO, model: str = AUTO, *,
             blocks.append(data)
             yield (model, options, prefix, data, chunk_size)
 
-    local = lambda _m, _w, pre, data, cs: encode_block(predictor, data, cs, progress, pre)  # noqa: E731
     runner = BlockRunner(Backend(workers, ray))
+    local = lambda _m, _w, pre, data, cs: encode_block(predictor, data, cs, progress, pre,  # noqa: E731
+                                                       runner.local_threads)
     for payload in runner.map(encode_job, local, jobs()):
         data = blocks.pop(0)
         writer.write_block(data, payload)
@@ -562,8 +568,9 @@ def decompress_stream(src: BinaryIO, dst: BinaryIO, model: str | None = None, *,
             frames.append(frame)
             yield (model or header.model_name, options, prefix, payload, frame, header.chunk_size)
 
-    local = lambda _m, _w, pre, p, f, cs: decode_frame(predictor, f, p, cs, progress, pre)  # noqa: E731
     runner = BlockRunner(Backend(workers, ray))
+    local = lambda _m, _w, pre, p, f, cs: decode_frame(predictor, f, p, cs, progress, pre,  # noqa: E731
+                                                       runner.local_threads)
     try:
         for data in runner.map(decode_job, local, jobs()):
             frame = frames.pop(0)

@@ -3,14 +3,15 @@
 Blocks of an archive are independent, so coding them is embarrassingly
 parallel. A job is a top-level function and its arguments (a block in, a
 payload or the decoded bytes out). Every job computes exactly what a single
-process computes (one torch thread, the same batch), so the archive does not
-depend on the backend or the number of workers.
+process computes (the same batch; float arithmetic on one thread), so the
+archive does not depend on the backend or the number of workers.
 
 Results come back in input order and at most ``2 x workers`` jobs are in
 flight, so input and output stream through with bounded memory: an archive
 larger than RAM is fine.
 
-* ``workers <= 1``, or a single job: in this process (live progress, no start-up).
+* ``workers <= 1``, or a single job: in this process (live progress, no start-up); a single job
+  may code its batch rows on ``workers`` threads (exact arithmetic: the same integers on any number).
 * local processes: ``concurrent.futures`` with the spawn start method.
 * Ray (``ray="local"`` starts a local cluster; or a cluster address such as
   ``"ray://head:10001"`` or ``"auto"``): one Ray task per block, retried by Ray
@@ -40,11 +41,13 @@ class Backend:
 
 
 class BlockRunner:
-    """Runs jobs; ``remote`` tells whether results came from other processes (no live progress there)."""
+    """Runs jobs; ``remote`` tells whether results came from other processes (no live progress there),
+    ``local_threads`` how many threads a job coded in this process may use (``codec.coding_threads``)."""
 
     def __init__(self, backend: Backend) -> None:
         self.backend = backend
         self.remote = False
+        self.local_threads = 1
 
     def map(self, job: Callable, local: Callable, jobs: Iterator[tuple]) -> Iterator:
         """``job(*args)`` for every args tuple, in order; ``local(*args)`` when coding in this process."""
@@ -57,6 +60,7 @@ class BlockRunner:
             return
         workers = self.backend.workers or os.cpu_count() or 1
         if workers <= 1 or len(head) < 2:  # one block: starting processes would only cost time
+            self.local_threads = workers  # its steps may use the cores instead
             for args in jobs:
                 yield local(*args)
             return

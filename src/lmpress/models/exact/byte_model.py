@@ -31,7 +31,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from lmpress.models.exact import kernels as k
-from lmpress.models.exact import ops, tables
+from lmpress.models.exact import ops, rows, tables
 
 ARITHMETIC = "exact-int/v1"  # the definition below; an archive records it
 RESIDUAL_BITS = 16
@@ -160,10 +160,18 @@ class ExactByteModel:
         return ExactCache(c.n_layer, batch, c.n_kv_head, c.head_dim, c.attn_span)
 
     def step(self, x: np.ndarray, cache: ExactCache) -> np.ndarray:
-        """Integer logits [B, vocab] at 8 bits for input vectors ``x`` (int64 [B, d] at RESIDUAL_BITS)."""
+        """Integer logits [B, vocab] at 8 bits for input vectors ``x`` (int64 [B, d] at RESIDUAL_BITS); row
+        ranges on the threads ``rows.threads`` allows."""
+        pos = cache.pos
+        logits = np.concatenate(rows.run(lambda part: self._step_rows(x[part], cache, part, pos), len(x)))
+        cache.pos += 1
+        return logits
+
+    def _step_rows(self, x: np.ndarray, cache: ExactCache, part: slice, pos: int) -> np.ndarray:
+        """``step`` for the batch rows ``part`` (their inputs ``x``), at position ``pos``."""
         cfg, b = self.cfg, x.shape[0]
         hd, n_q, n_kv = cfg.head_dim, cfg.n_head, cfg.n_kv_head
-        pos, slot = cache.pos, cache.pos % cfg.attn_span
+        slot = pos % cfg.attn_span
         cos, sin = self.rotary.at(pos)
         x = np.array(x, dtype=np.int64)  # the residual stream, updated in place
         q8 = np.empty((b, x.shape[1]), dtype=np.float32)
@@ -176,14 +184,15 @@ class ExactByteModel:
         amax = np.empty(b, dtype=np.int64)
         limit = GELU_LIMIT << HIDDEN_BITS
         for i, layer in enumerate(self.layers):
+            keys, values = cache.k[i, part], cache.v[i, part]  # this layer's ring, these rows (views)
+            k_amax, v_amax = cache.k_amax[i, part], cache.v_amax[i, part]
             k.norm_quantize_rows(x, q8, row_scale, ops.ROW_BITS)
             lin = layer.qkv
             k.qkv_step(np.matmul(q8, lin.weight), lin.multiplier, row_scale, ops.PRE_SHIFT, lin.shift, QKV_LIMIT,
-                       NO_HEAD_NORM, cos, sin, ROPE_BITS, n_q, n_kv, q, q_amax, cache.k[i], cache.k_amax[i], cache.v[i],
-                       cache.v_amax[i], slot)
-            k.attention(q.reshape(b, n_kv, n_q // n_kv, hd), q_amax.reshape(b, n_kv, -1),
-                        cache.k[i], cache.k_amax[i], cache.v[i], cache.v_amax[i], min(pos + 1, cfg.attn_span),
-                        ROW_MUL_SHIFT, SCORE_SHIFT, MUL_SHIFT, self.attention_exp, attended)
+                       NO_HEAD_NORM, cos, sin, ROPE_BITS, n_q, n_kv, q, q_amax, keys, k_amax, values, v_amax, slot)
+            k.attention(q.reshape(b, n_kv, n_q // n_kv, hd), q_amax.reshape(b, n_kv, -1), keys, k_amax, values,
+                        v_amax, min(pos + 1, cfg.attn_span), ROW_MUL_SHIFT, SCORE_SHIFT, MUL_SHIFT,
+                        self.attention_exp, attended)
             k.quantize_rows(attended.reshape(b, n_q * hd), q8, amax)  # the attention output at QKV_BITS, x 127
             self._add(layer.out, q8, ops.fixed_row_scale(amax, QKV_BITS, ops.ACT_MAX), x)
             k.norm_quantize_rows(x, q8, row_scale, ops.ROW_BITS)
@@ -192,7 +201,6 @@ class ExactByteModel:
                            self.gelu, limit, hidden)
             k.quantize_rows(hidden, hidden8, amax)
             self._add(layer.down, hidden8, ops.fixed_row_scale(amax, HIDDEN_BITS), x)
-        cache.pos += 1
         k.norm_quantize_rows(x, q8, row_scale, ops.ROW_BITS)
         logits = np.empty((b, self.head.weight.shape[1]), dtype=np.int64)
         k.rescale(np.matmul(q8, self.head.weight), self.head.multiplier, row_scale, ops.PRE_SHIFT, self.head.shift,

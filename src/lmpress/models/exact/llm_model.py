@@ -29,7 +29,7 @@ import torch
 
 from lmpress.errors import LmpressError
 from lmpress.models.exact import kernels as k
-from lmpress.models.exact import ops, tables
+from lmpress.models.exact import ops, rows, tables
 from lmpress.models.exact.byte_model import (
     ARITHMETIC,
     MUL_SHIFT,
@@ -264,10 +264,22 @@ class ExactLLM:
                 for capacity, layer_sinks in self.cfg.cache_layout(window, sinks)]
 
     def step(self, x: np.ndarray, caches: list[ExactLayerCache]) -> np.ndarray:
-        """Integer logits [B, vocab] at 8 bits for input vectors x (int64 [B, hidden] at RESIDUAL_BITS)."""
+        """Integer logits [B, vocab] at 8 bits for input vectors x (int64 [B, hidden] at RESIDUAL_BITS); row
+        ranges on the threads ``rows.threads`` allows."""
+        position = caches[0].length
+        slots = []
+        for cache in caches:  # every layer's slot first (a cache may grow): the row ranges then share them
+            slots.append(cache.next_slot())
+            cache.length += 1
+        # a row of an LLM is worth a thread of its own
+        return np.concatenate(rows.run(lambda part: self._step_rows(x[part], caches, part, position, slots), len(x),
+                                       min_rows=1))
+
+    def _step_rows(self, x: np.ndarray, caches: list[ExactLayerCache], part: slice, position: int,
+                   slots: list[int]) -> np.ndarray:
+        """``step`` for the batch rows ``part`` (their inputs ``x``)."""
         cfg, b = self.cfg, x.shape[0]
         nh, nkv, hd = cfg.heads, cfg.kv_heads, cfg.head_dim
-        position = caches[0].length
         x = np.array(x, dtype=np.int64)
         levels = self.levels
         inputs = {name: _buffer(b, width, levels[name]) for name, width in
@@ -281,17 +293,16 @@ class ExactLLM:
         hidden = np.empty((b, cfg.intermediate), dtype=np.int64)
         for i, layer in enumerate(self.layers):
             cache = caches[i]
-            slot = cache.next_slot()
+            keys, k_amax, values, v_amax = cache.k[part], cache.k_amax[part], cache.v[part], cache.v_amax[part]
             cos, sin = self.rotary[cfg.rope_theta[i]].at(position)
             lin, a = layer["qkv"], inputs["qkv"]
             k.norm_gain_quantize_rows(x, layer["attn_norm"], NORM_GAIN_BITS, a, row_scale, ops.ROW_BITS, levels["qkv"])
             k.qkv_step(lin.matmul(a), lin.multiplier, row_scale, ops.PRE_SHIFT, lin.shift, QKV_LIMIT,
-                       layer["head_gain"], cos, sin, ROPE_BITS, nh, nkv, q, q_amax, cache.k, cache.k_amax,
-                       cache.v, cache.v_amax, slot)
-            cache.length += 1
-            k.attention(q.reshape(b, nkv, nh // nkv, hd), q_amax.reshape(b, nkv, -1),
-                        cache.k, cache.k_amax, cache.v, cache.v_amax, cache.used(),
-                        ROW_MUL_SHIFT - self.query_extra, SCORE_SHIFT, MUL_SHIFT, self.attention_exp, attended)
+                       layer["head_gain"], cos, sin, ROPE_BITS, nh, nkv, q, q_amax, keys, k_amax, values, v_amax,
+                       slots[i])
+            k.attention(q.reshape(b, nkv, nh // nkv, hd), q_amax.reshape(b, nkv, -1), keys, k_amax, values, v_amax,
+                        cache.used(), ROW_MUL_SHIFT - self.query_extra, SCORE_SHIFT, MUL_SHIFT, self.attention_exp,
+                        attended)
             a = inputs["o"]
             k.quantize_rows(attended.reshape(b, nh * hd), a, amax, levels["o"])
             self._add(layer["o"], a, ops.fixed_row_scale(amax, QKV_BITS, ops.ACT_MAX, levels["o"]), x,
