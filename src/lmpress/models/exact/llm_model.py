@@ -101,12 +101,12 @@ LLM_WEIGHT_MAX = 63
 
 @functools.cache
 def int_mm_is_fast() -> bool:
-    """Whether ``torch._int_mm`` beats a float32 matmul of the same int8 values on this CPU. It runs on
-    VNNI / AMX kernels where the CPU has them, and on a slow path elsewhere (measured on an AMD EPYC with
-    AVX2 only, one thread, 32 x 576 @ 576 x 1536: 42 ms against 1.3 ms in float32)."""
+    """Whether ``torch._int_mm`` beats a float32 matmul of the same int8 values (numpy's BLAS) on this CPU.
+    It runs on VNNI / AMX kernels where the CPU has them, and on a slow path elsewhere (measured on an AMD
+    EPYC with AVX2 only, one thread, 32 x 576 @ 576 x 1536: 42 ms against 1.3 ms in float32)."""
     a = torch.ones((32, 576), dtype=torch.int8)
     b = torch.ones((576, 1536), dtype=torch.int8)
-    af, bf = a.float(), b.float()
+    af, bf = a.numpy().astype(np.float32), b.numpy().astype(np.float32)
 
     def fastest(product) -> float:
         product()
@@ -117,7 +117,7 @@ def int_mm_is_fast() -> bool:
             times.append(time.perf_counter() - start)
         return min(times)
 
-    return fastest(lambda: torch._int_mm(a, b)) < fastest(lambda: af @ bf)
+    return fastest(lambda: torch._int_mm(a, b)) < fastest(lambda: np.matmul(af, bf))
 
 
 class _Linear:
@@ -130,29 +130,31 @@ class _Linear:
         self.lin = ops.IntLinear(w, out_bits, max_k=None, weight_max=LLM_WEIGHT_MAX)
         self.weight = torch.from_numpy(self.lin.weight.astype(np.int8))
         self.multiplier, self.shift = self.lin.multiplier, self.lin.shift
-        self._float_weight: torch.Tensor | None = None  # the same integers as float32, made when first used
+        self._float_weight: np.ndarray | None = None  # the same integers as float32, made when first used
 
-    def _product(self, q: torch.Tensor) -> np.ndarray:
+    def _product(self, q: np.ndarray) -> np.ndarray:
         """int8 [rows, K] @ the int8 weights, as int32: by ``torch._int_mm``, or by a float32 matmul where that
         is faster here and exact (every partial sum below 2**24: K * 128 * LLM_WEIGHT_MAX < 2**24) — the
-        same integers either way, so the choice never reaches an archive."""
+        same integers either way, so the choice never reaches an archive. The float32 product is numpy's
+        (OpenBLAS): on an AMD EPYC with AVX2, one thread, SmolLM2's head (16 x 576 @ 576 x 49152) took
+        18.7 ms against torch's 38.5 ms, a whole step's products 97 ms against 131 ms."""
         k_in = self.weight.shape[0]
         if k_in * 128 * LLM_WEIGHT_MAX >= 1 << 24 or int_mm_is_fast():
-            return torch._int_mm(q, self.weight).numpy()
+            return torch._int_mm(torch.from_numpy(q), self.weight).numpy()
         if self._float_weight is None:
-            self._float_weight = self.weight.float()
-        return torch.matmul(q.float(), self._float_weight).to(torch.int32).numpy()
+            self._float_weight = self.weight.numpy().astype(np.float32)
+        return np.matmul(q.astype(np.float32), self._float_weight).astype(np.int32)
 
     def matmul(self, q: np.ndarray) -> np.ndarray:
         """q @ W exactly: int8 q in one product; 16-bit q (int64, |q| <= WIDE_MAX) as q = 256 hi + lo
         with int8 halves, stacked as rows of one product (the weights, which bound a step's time, are
         read once; int32 products of hi stay below 2**31 for K < 2**15)."""
         if q.dtype == np.int8:
-            return self._product(torch.from_numpy(q))
+            return self._product(q)
         rows = q.shape[0]
         halves = np.empty((2 * rows, q.shape[1]), np.int8)
         k.split_wide(q, halves[:rows], halves[rows:])
-        both = self._product(torch.from_numpy(halves))
+        both = self._product(halves)
         y = np.empty((rows, self.weight.shape[1]), dtype=np.int64)
         k.join_wide(both[:rows], both[rows:], y)
         return y
