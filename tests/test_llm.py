@@ -174,7 +174,7 @@ def test_archives_of_the_first_llm_arithmetic_still_decode(smollm2, wiki):
 
 
 def test_one_block_on_two_cores_gives_the_same_archive(smollm2, wiki):
-    """A single block coded with two workers codes its rows on two threads: the same archive."""
+    """A single block coded with two workers spreads its products over two threads: the same archive."""
     data = wiki[:500]
     one = lmpress.compress(data, "smollm2-135m", chunk_size=200, workers=1)
     two = lmpress.compress(data, "smollm2-135m", chunk_size=200, workers=2)

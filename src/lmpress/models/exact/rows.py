@@ -6,7 +6,9 @@ matmuls are exact in any order). So a step may run row ranges on several
 threads and still give the same integers: the archive never depends on the
 thread count. The network's kernels and matmuls release the GIL, so the
 threads run side by side. (The context mixer stays on one thread: its tables
-are shared by all rows and updated in row order.)
+are shared by all rows and updated in row order. LLMs, whose steps are bound
+by reading their weights, spread each product over BLAS threads instead:
+``count``.)
 
 ``codec.coding_threads`` sets the thread count for a block coded in this
 process; worker processes code one block each on one thread.
@@ -21,7 +23,7 @@ from typing import TypeVar
 
 import numpy as np
 
-MIN_ROWS = 8  # a byte model's rows per thread: fewer cost more in hand-over than they save
+MIN_ROWS = 8  # rows per thread: fewer cost more in hand-over than they save
 T = TypeVar("T")
 
 _threads = 1
@@ -35,7 +37,7 @@ def threads(n: int) -> Iterator[None]:
     global _threads, _pool, _pool_size
     previous = _threads
     _threads = max(1, n)
-    if _threads > _pool_size:
+    if _threads > max(_pool_size, 1):
         if _pool is not None:
             _pool.shutdown()
         _pool, _pool_size = ThreadPoolExecutor(_threads, thread_name_prefix="lmpress-rows"), _threads
@@ -45,17 +47,21 @@ def threads(n: int) -> Iterator[None]:
         _threads = previous
 
 
-def parts(batch: int, min_rows: int = MIN_ROWS) -> list[slice]:
-    """The row ranges of a batch, one per thread (contiguous, in order, ``min_rows`` rows or more)."""
-    n = max(1, min(_threads, batch // min_rows))
+def count() -> int:
+    """The threads a step may use now."""
+    return _threads
+
+
+def parts(batch: int) -> list[slice]:
+    """The row ranges of a batch, one per thread (contiguous, in order, MIN_ROWS rows or more)."""
+    n = max(1, min(_threads, batch // MIN_ROWS))
     bounds = np.linspace(0, batch, n + 1).round().astype(int)
     return [slice(int(a), int(b)) for a, b in zip(bounds[:-1], bounds[1:])]
 
 
-def run(step: Callable[[slice], T], batch: int, min_rows: int = MIN_ROWS) -> list[T]:
-    """``step(rows)`` for every row range of ``parts(batch, min_rows)``, on the threads; results in row
-    order."""
-    ranges = parts(batch, min_rows)
+def run(step: Callable[[slice], T], batch: int) -> list[T]:
+    """``step(rows)`` for every row range of ``parts(batch)``, on the threads; results in row order."""
+    ranges = parts(batch)
     if len(ranges) == 1 or _pool is None:  # (the pool exists whenever more than one range is asked for)
         return [step(r) for r in ranges]
     return list(_pool.map(step, ranges))
