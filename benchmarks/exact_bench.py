@@ -3,11 +3,15 @@
     python benchmarks/exact_bench.py                                   # 64 KB per modality, four models
     python benchmarks/exact_bench.py --max-bytes 131072 --models default --json out.json
     python benchmarks/exact_bench.py --models gemma3-270m --modalities text --precisions float32 exact exact-int/v1
+    python benchmarks/exact_bench.py --models text-800k --modalities text --workers 1 2 --mixed
 
 For every (model, modality) both archives are made from the same held-out sample (the bench
 presets: Wikipedia XML, Kodak luma patches, LibriSpeech PCM), decoded back and compared byte for
-byte, in one process with one torch thread (``-j 1`` coding), alternating float and exact so
-that the shared machine's load falls on both alike. Rates include every archive byte.
+byte, in one process (``-j 1`` coding: one thread), alternating float and exact so that the shared
+machine's load falls on both alike. Rates include every archive byte. Byte models code the studies'
+2048-byte chunks with the network alone (float arithmetic cannot mix); ``--mixed`` adds the default
+exact mode (whole-file segments, context mixer). ``--workers 1 2`` also codes the exact archives on two
+cores (one block: a step's rows or products on two threads; the archive must be the same).
 """
 
 from __future__ import annotations
@@ -26,17 +30,17 @@ from lmpress.models.registry import load_predictor
 PRESETS = {"text": "wiki", "image": "image", "audio": "audio"}
 
 
-def measure(data: bytes, model: str, precision: str) -> dict:
+def measure(data: bytes, model: str, precision: str, mix: bool = False, workers: int = 1) -> dict:
     start = time.perf_counter()
-    archive = api.compress(data, model, precision=precision)
+    archive = api.compress(data, model, precision=precision, mix=None if mix else False, workers=workers)
     encode_s = time.perf_counter() - start
     start = time.perf_counter()
-    decoded = api.decompress(archive)
+    decoded = api.decompress(archive, workers=workers)
     decode_s = time.perf_counter() - start
     if decoded != data:
         raise SystemExit(f"{model} {precision}: decoded data differs")
     header = len(ArchiveReader(io.BytesIO(archive)).header.to_bytes())  # exact ones name their arithmetic
-    return {"bytes": len(archive), "rate": len(archive) / len(data), "header_bytes": header,
+    return {"archive": archive, "bytes": len(archive), "rate": len(archive) / len(data), "header_bytes": header,
             "coded_rate": (len(archive) - header) / len(data), "encode_kbs": len(data) / encode_s / 1e3,
             "decode_kbs": len(data) / decode_s / 1e3}
 
@@ -57,18 +61,31 @@ def main() -> None:
     p.add_argument("--precisions", nargs="+", default=["float32", "exact"],
                    help="the first is the baseline; an exact arithmetic by name too (exact-int/v1: LLM archives "
                         "of the first exact arithmetic)")
+    p.add_argument("--workers", nargs="+", type=int, default=[1], help="code the exact archives with these -j")
+    p.add_argument("--mixed", action="store_true", help="also the default exact mode (segments, context mixer)")
     p.add_argument("--json", help="write the rows here")
     a = p.parse_args()
     samples = {m: b"".join(i.view for i in load_dataset(PRESETS[m], a.max_bytes).items) for m in a.modalities}
-    base, others = a.precisions[0], a.precisions[1:]
+    base = a.precisions[0]
+    runs = {p: (p, False, 1) for p in a.precisions}  # name -> precision, mixed, workers
+    for precision in a.precisions[1:]:
+        runs.update({f"{precision} -j {w}": (precision, False, w) for w in a.workers if w != 1})
+    if a.mixed:
+        runs.update({f"exact mixed -j {w}": ("exact", True, w) for w in a.workers})
+    others = [name for name in runs if name != base]
     rows = []
     for model in a.models:
         for precision in a.precisions:
             load_predictor(model, precision=precision)  # load (and compile) outside the timings
         for modality, data in samples.items():
             row = {"model": model, "modality": modality, "input_bytes": len(data)}
-            for precision in a.precisions:
-                row[precision] = measure(data, model, precision)
+            for name, (precision, mix, workers) in runs.items():
+                row[name] = measure(data, model, precision, mix, workers)
+            archives = {name: row[name].pop("archive") for name in runs}
+            for name, (precision, mix, _) in runs.items():  # more cores, the same archive
+                one_worker = next(n for n, r in runs.items() if r == (precision, mix, 1))
+                if archives[name] != archives[one_worker]:
+                    raise SystemExit(f"{model} {name}: another archive than with one worker")
             rows.append(row)
             for precision in others:
                 c = compared(row[base], row[precision])

@@ -75,7 +75,7 @@ def atomic_output(path: Path, force: bool, mode_from: Path | None = None) -> Ite
 
 def _workers(requested: int, size: int | None, block_bytes: int, ray: str | None = None) -> int:
     """0 = automatic: every core (Ray: every cluster CPU). Worker processes never outnumber the blocks; a
-    single block is coded here, its batch rows on the cores (lmpress.parallel)."""
+    single block is coded here, its steps on the cores (lmpress.parallel)."""
     if ray is not None and not requested:
         return 0  # lmpress.parallel asks the cluster
     n = requested or (os.cpu_count() or 1)
@@ -505,7 +505,7 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar, no summary")
     p.add_argument("--progress", action="store_true", help="show the progress bar even if stderr is not a terminal")
     p.add_argument("-j", "--workers", type=int, default=0,
-                   help="cores to use (0: all): a worker process per block, or a single block's rows on "
+                   help="cores to use (0: all): a worker process per block, or a single block's steps on "
                         "threads (exact arithmetic); the archive is the same for any value")
     p.add_argument("--ray", nargs="?", const="local", metavar="ADDRESS",
                    help="code blocks as Ray tasks: on a local Ray cluster, or the cluster at ADDRESS "

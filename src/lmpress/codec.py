@@ -69,8 +69,9 @@ def coding_threads(threads: int = 1):
     and a second BLAS thread only waits for a core that another worker or process holds (measured under
     cProfile: 128 KB of text coded at 3.2 KB/s with numpy's default two threads beside a busy core, 7.7
     KB/s with one); for float arithmetic another thread count would also sum in another order. An exact
-    predictor may instead code its batch rows on ``threads`` threads (``models/exact/rows.py``: the same
-    integers on any number of threads), for a block coded alone while cores are free."""
+    predictor may use ``threads`` threads for a block coded alone while cores are free: a byte model for
+    row ranges of its batch, an LLM for its weight products (``models/exact/rows.py``; the same integers
+    on any number of threads)."""
     previous = torch.get_num_threads()
     torch.set_num_threads(CODING_THREADS)
     try:
