@@ -10,7 +10,8 @@ over input bytes (an archive adds its fixed header, trailer and frame, ~0.1 KB).
 * network alone, the studies' 2048-byte chunks (``--no-mix --chunk-size 2048``): blocks of 64 chunks;
 * network alone, whole-file segments: 64 segments of ``segment_size`` bytes, the network's context
   carried across each segment by its ring KV cache;
-* + match model, + context orders 1-4, + orders 5, 6, 8 and the word (the default, ``cm/v1``).
+* + match model, + context orders 1-4, + orders 5, 6, 8 and the word (``cm/v1``), + weight vectors by the
+  previous byte (``cm/v2``, the default).
 """
 
 from __future__ import annotations
@@ -26,19 +27,20 @@ from lmpress.data.corpus import corpus_root
 from lmpress.models.exact import mixer
 from lmpress.models.registry import load_predictor
 
-VARIANTS = [  # (row name, chunk size: None = whole-file segments, mixer orders or None, match model)
-    ("network alone, 2048-byte chunks", 2048, None, False),
-    ("network alone, whole-file segments", None, None, False),
-    ("+ match model", None, (), True),
-    ("+ orders 1-4", None, (1, 2, 3, 4), True),
-    ("+ orders 5, 6, 8, word (default)", None, mixer.ORDERS, True),
+VARIANTS = [  # (row name, chunk size: None = whole-file segments, mixer orders or None, match model, mixer)
+    ("network alone, 2048-byte chunks", 2048, None, False, mixer.MIXER),
+    ("network alone, whole-file segments", None, None, False, mixer.MIXER),
+    ("+ match model", None, (), True, mixer.MIXER),
+    ("+ orders 1-4", None, (1, 2, 3, 4), True, mixer.MIXER),
+    ("+ orders 5, 6, 8, word (cm/v1)", None, mixer.ORDERS, True, mixer.MIXER),
+    ("+ weights by the previous byte (cm/v2, default)", None, mixer.ORDERS, True, mixer.TEXT_MIXER),
 ]
 
 
-def code(data: bytes, chunk_size: int | None, orders: tuple[int, ...] | None, match: bool) -> dict:
+def code(data: bytes, chunk_size: int | None, orders: tuple[int, ...] | None, match: bool, name: str) -> dict:
     predictor = load_predictor("default", mix=orders is not None)
     if orders is not None:  # the default mixer, or one with parts left out
-        predictor.mixer = mixer.ContextMixer(entropy.TOTAL, predictor.exact.logit_exp, orders, match)
+        predictor.mixer = mixer.ContextMixer(entropy.TOTAL, predictor.exact.logit_exp, orders, match, name)
     size = chunk_size or codec.segment_size(len(data))
     block = size * codec.DEFAULT_BLOCK_CHUNKS
     payload_bytes, encode_s, decode_s = 0, 0.0, 0.0
@@ -53,7 +55,8 @@ def code(data: bytes, chunk_size: int | None, orders: tuple[int, ...] | None, ma
         encode_s += t1 - t0
         payload_bytes += len(payload)
     if orders is not None:
-        predictor.mixer = mixer.ContextMixer(entropy.TOTAL, predictor.exact.logit_exp)  # back to the default
+        predictor.mixer = mixer.ContextMixer(entropy.TOTAL, predictor.exact.logit_exp,  # back to the default
+                                             name=mixer.DEFAULT_MIXER)
     return {"chunk_size": size, "payload_bytes": payload_bytes, "rate": payload_bytes / len(data),
             "encode_kbs": len(data) / encode_s / 1e3, "decode_kbs": len(data) / decode_s / 1e3}
 
@@ -70,12 +73,12 @@ def main() -> None:
     rows = []
     for name, data in inputs.items():
         print(f"{name}: {len(data):,} bytes")
-        print(f"| {'variant':36s} | chunk | rate | encode KB/s | decode KB/s |\n|---|---:|---:|---:|---:|")
-        for variant, chunk_size, orders, match in VARIANTS:
+        print(f"| {'variant':48s} | chunk | rate | encode KB/s | decode KB/s |\n|---|---:|---:|---:|---:|")
+        for variant, chunk_size, orders, match, mixer_name in VARIANTS:
             row = {"file": name, "bytes": len(data), "variant": variant,
-                   **code(data, chunk_size, orders, match)}
+                   **code(data, chunk_size, orders, match, mixer_name)}
             rows.append(row)
-            print(f"| {variant:36s} | {row['chunk_size']} | {row['rate']:.4f} | {row['encode_kbs']:.1f} | "
+            print(f"| {variant:48s} | {row['chunk_size']} | {row['rate']:.4f} | {row['encode_kbs']:.1f} | "
                   f"{row['decode_kbs']:.1f} |", flush=True)
     if a.json:
         Path(a.json).write_text(json.dumps(rows, indent=2) + "\n")

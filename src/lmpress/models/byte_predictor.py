@@ -70,7 +70,7 @@ class TransformerPredictor:
         if mix and not can_mix:
             raise LmpressError("context mixing needs exact arithmetic and a byte vocabulary")
         # a mixer name, with "@N" for the colour mixer's plane distance (from the image's layout)
-        variant, _, plane = (mix if isinstance(mix, str) else mixer.MIXER).partition("@")
+        variant, _, plane = (mix if isinstance(mix, str) else mixer.DEFAULT_MIXER).partition("@")
         if variant not in mixer.VARIANTS or not (plane or "0").isdigit():
             raise LmpressError(f"unknown context mixer {mix!r} (this lmpress has {', '.join(mixer.VARIANTS)})")
         self.mixer = (mixer.ContextMixer(entropy.TOTAL, self.exact.logit_exp, mixer.VARIANTS[variant], name=variant,

@@ -21,8 +21,8 @@ weights, a geometric mixture: ``logit(s) = sum_i w_i score_i(s)``, turned into
 the coder's frequencies like the network's own logits. After each byte the
 weights follow the gradient of its code length, ``w_i += lr (score_i(x) -
 E_p[score_i])``, with one weight vector per match-length bucket and number of
-contexts seen before. Scores that are the same for every byte (an unseen
-context) change nothing.
+contexts seen before (``cm/v2``, the default: plus one per previous byte).
+Scores that are the same for every byte (an unseen context) change nothing.
 
 All rows of a block share the tables and weights, and all of them see what the
 others coded so far (a match may point into another row): the block is one
@@ -117,7 +117,17 @@ AUDIO_MIXER = f"{MIXER}-audio2"
 # whether low and high bytes have weight vectors of their own
 _AUDIO = {AUDIO_MIXER_V1: (((_LMS_TAPS, _LMS_STEP, 0),), 0, False),
           AUDIO_MIXER: (((16, 14, 1), (16, 14, 2), (16, 14, 3)), 2048, True)}
-VARIANTS = {MIXER: ORDERS, IMAGE_MIXER_V1: _IMAGE_ORDERS, COLOUR_MIXER_V1: _COLOUR_ORDERS,
+# The second text variant (``cm/v2``, the default since cm/v1): beside the weight vector chosen by match
+# length and contexts seen, one per previous byte, added to it (how far to trust the word model after a letter,
+# the long orders after a tag ...), learning at 1/2**_BYTE_WEIGHT_SHIFT of the rate. Replayed on the same
+# network logits (benchmarks/mixer_replay.py, text-800k): the last 256 KiB of the held-out enwik8 head 0.2488
+# -> 0.2456, enwik5 0.2355 -> 0.2340 (at the full rate 0.2473 and 0.2355; halving cm/v1's own rate: 0.2485,
+# 0.2362). Archives of cm/v1 still decode.
+TEXT_MIXER = "cm/v2"
+DEFAULT_MIXER = TEXT_MIXER  # what byte files are mixed with unless a front end names its own
+_BYTE_WEIGHTS = (TEXT_MIXER,)
+_BYTE_WEIGHT_SHIFT = 2
+VARIANTS = {MIXER: ORDERS, TEXT_MIXER: ORDERS, IMAGE_MIXER_V1: _IMAGE_ORDERS, COLOUR_MIXER_V1: _COLOUR_ORDERS,
             IMAGE_MIXER: _IMAGE_ORDERS, COLOUR_MIXER: _COLOUR_ORDERS,
             AUDIO_MIXER_V1: _AUDIO_ORDERS, AUDIO_MIXER: _AUDIO_ORDERS}  # mixer name -> its contexts
 
@@ -161,6 +171,8 @@ def digest(variant: str = MIXER) -> str:
     h.update(probability_scores().astype("<i8").tobytes())
     if variant != MIXER:
         h.update(json.dumps({"variant": variant, "orders": VARIANTS[variant], "stripe": _STRIPE}).encode())
+    if variant in _BYTE_WEIGHTS:
+        h.update(json.dumps({"byte_weights": 256, "byte_weight_shift": _BYTE_WEIGHT_SHIFT}).encode())
     if variant == AUDIO_MIXER_V1:
         h.update(json.dumps({"predictors": _FIXED_PREDICTORS + 1, "floor": _AUDIO_FLOOR, "taps": _LMS_TAPS,
                              "step": _LMS_STEP, "limit": _LMS_LIMIT}).encode())
@@ -190,7 +202,7 @@ class ContextMixer:
     archives always use the whole definition (``MIXER``)."""
 
     def __init__(self, total: int, logit_exp: np.ndarray, orders: tuple[int, ...] = ORDERS,
-                 match: bool = True, name: str = MIXER, plane: int = 0) -> None:
+                 match: bool = True, name: str = DEFAULT_MIXER, plane: int = 0) -> None:
         self.name = name
         self.plane = plane  # bytes back to the same pixel in the plane before (colour contexts; 0: none)
         filters, self.lattice, self.byte_sets = _AUDIO.get(name, ((), 0, False))
@@ -222,6 +234,10 @@ class ContextMixer:
         self.weights[:, 1:n + 1] = INITIAL_CONTEXT_WEIGHT
         self.weights[:, n + 1] = 1 << WEIGHT_BITS  # and the match model, whose score is calibrated by its hits
         self.weights[:, n + 2:] = 1 << (WEIGHT_BITS - 3)  # the sample predictors, 1/8 each at the start
+        self.byte_base = -1  # cm/v2: the row of ``weights`` where 256 vectors by the previous byte start
+        if self.name in _BYTE_WEIGHTS:  # (zero at the start: cm/v1's mix)
+            self.byte_base = sets
+            self.weights = np.concatenate([self.weights, np.zeros((256, self.weights.shape[1]), np.int64)])
         # per batch row and sample predictor: its prediction, the mean size of its errors (1/16), byte scores
         self.predictions = np.zeros((batch, self.predictors), dtype=np.int64)
         self.error_sizes = np.full((batch, self.predictors), 256 << 4, dtype=np.int64)
@@ -252,7 +268,7 @@ class ContextMixer:
                  self.calibration, self.probability_scores, self.row_scores, self.total_bins, self.count_bins,
                  self.predictions, self.error_sizes, self.predictor_scores, self.lms, self.filters, self.lattice,
                  self.lattice_runs, self.byte_sets, self.pixel, self.pixel_sizes, self.pixel_lms, self.pixel_inputs,
-                 self.mixed)
+                 self.byte_base, self.mixed)
         self.coder_weights = ops.frequencies_from_logits(self.mixed, self.logit_exp, self.total)
         return self.coder_weights
 
@@ -264,7 +280,7 @@ class ContextMixer:
                 self.steps, self.rows, self.counts, self.scores, self.match, self.match_stats, self.weights,
                 self.sets, self.context_rows, self.calibration, self.row_scores, self.total_bins, self.count_bins,
                 self.predictions, self.error_sizes, self.predictor_scores, self.lms, self.filters, self.lattice_runs,
-                self.pixel, self.pixel_sizes, self.pixel_lms, self.pixel_inputs)
+                self.pixel, self.pixel_sizes, self.pixel_lms, self.pixel_inputs, self.byte_base)
         self.steps += 1
         if self.use_match:
             _find_matches(self.history, self.steps, self.rows, self.match, self.match_table)
@@ -386,7 +402,7 @@ def _context_row(history, row, t, order, k, plane):  # pragma: no cover - compil
 def _predict(network, history, t, plane, rows, orders, counts, checks, scores, match, match_stats, weights, sets,
              context_rows, calibration, probability_scores, row_scores, total_bins, count_bins,
              predictions, error_sizes, predictor_scores, lms, filters, lattice, lattice_runs, byte_sets,
-             pixel, pixel_sizes, pixel_lms, pixel_inputs, mixed):  # pragma: no cover - compiled
+             pixel, pixel_sizes, pixel_lms, pixel_inputs, byte_base, mixed):  # pragma: no cover - compiled
     n_orders = orders.shape[0]
     for b in range(network.shape[0]):
         row = rows[b]
@@ -417,6 +433,8 @@ def _predict(network, history, t, plane, rows, orders, counts, checks, scores, m
         if byte_sets:  # low and high bytes of samples
             sets[b] = 2 * sets[b] + (t & 1)
         w = weights[sets[b]]
+        if byte_base >= 0:  # plus the previous byte's vector (cm/v2)
+            w = w + weights[byte_base + (np.int64(history[row, t - 1]) if t >= 1 else 0)]
         out = mixed[b]
         for s in range(256):
             out[s] = w[0] * network[b, s]
@@ -445,7 +463,7 @@ def _predict(network, history, t, plane, rows, orders, counts, checks, scores, m
 def _update(symbols, network, coder_weights, total, history, t, rows, counts, scores, match, match_stats, weights,
             sets, context_rows, calibration, row_scores, total_bins, count_bins, predictions, error_sizes,
             predictor_scores, lms, filters, lattice_runs, pixel, pixel_sizes, pixel_lms,
-            pixel_inputs):  # pragma: no cover - compiled
+            pixel_inputs, byte_base):  # pragma: no cover - compiled
     n_orders = context_rows.shape[1]
     n_predictors = predictions.shape[1]
     grad = np.empty(2 + n_orders + n_predictors, dtype=np.int64)
@@ -505,6 +523,10 @@ def _update(symbols, network, coder_weights, total, history, t, rows, counts, sc
         w = weights[sets[b]]
         for i in range(2 + n_orders + n_predictors):
             w[i] += (grad[i] * LEARNING_RATE) >> LEARNING_SHIFT
+        if byte_base >= 0:  # the previous byte's vector (cm/v2)
+            w = weights[byte_base + (np.int64(history[row, t - 1]) if t >= 1 else 0)]
+            for i in range(2 + n_orders + n_predictors):
+                w[i] += (grad[i] * LEARNING_RATE) >> (LEARNING_SHIFT + _BYTE_WEIGHT_SHIFT)
         for k in range(n_orders):
             c = counts[k, context_rows[b, k]]
             cal = calibration[k, total_bins[b, k]]

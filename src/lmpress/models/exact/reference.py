@@ -15,10 +15,11 @@ integer weights, tables and constants of the exact model, and the ids of the
 model mixed with each context mixer).
 
 It decodes archives of the network alone (``--no-mix``) and of the network
-mixed with ``cm/v1``, the context mixer of text and other files (lmpress's
-default): ``ReferenceMixer`` restates that mixer from its definition in
-Python integers (its constants are part of the definition, written out
-below). The image and audio front ends' mixers are not restated here.
+mixed with ``cm/v2`` (lmpress's default for text and other files) or its
+predecessor ``cm/v1``: ``ReferenceMixer`` restates those mixers from their
+definition in Python integers (their constants are part of the definition,
+written out below). The image and audio front ends' mixers are not restated
+here.
 """
 
 from __future__ import annotations
@@ -150,7 +151,7 @@ class ReferenceModel:
 
 
 # ---------------------------------------------------------------------------------------------------------------
-# cm/v1, restated: order-1..8 and word contexts with calibrated counts, a match model, and an online mixer of
+# cm/v1 and cm/v2, restated: order-1..8 and word contexts with calibrated counts, a match model, and an online mixer of
 # their log-scores with the network's logits (see lmpress/models/exact/mixer.py for the why of each part).
 
 MASK64 = (1 << 64) - 1
@@ -159,6 +160,8 @@ MIX_ORDERS = (1, 2, 3, 4, 5, 6, 8, 0)  # context lengths in bytes; 0: the word b
 MIX_TABLE_BITS, COUNT_LIMIT, BINS, PROBABILITY_STEPS, CALIBRATION_LIMIT = 16, 1000, 16, 4096, 1 << 16
 MATCH_MIN, MATCH_BITS, MATCH_VERIFY, LN_255, LENGTH_BUCKETS = 6, 18, 32, 1419, 8
 MIX_WEIGHT_BITS, LEARNING_RATE, LEARNING_SHIFT = 16, 1024, 10
+BYTE_WEIGHT_SHIFT = 2  # cm/v2: weight vectors per previous byte, added, learning at 1/4 of the rate
+MIXERS = ("cm/v1", "cm/v2")
 RETAIN_EIGHTHS = 7  # the codec drops finished rows once 7/8 of the batch or fewer are left
 
 
@@ -180,8 +183,9 @@ class ReferenceMixer:
     """The state of one block: tables shared by its rows, per-row contexts and matches. ``rows`` maps the
     batch's rows to the block's segments (the codec drops finished rows; their history stays)."""
 
-    def __init__(self, segments: int, steps: int) -> None:
+    def __init__(self, segments: int, steps: int, name: str) -> None:
         n = len(MIX_ORDERS)
+        self.byte_weights = np.zeros((256, n + 2), dtype=np.int64) if name == "cm/v2" else None
         half = Decimal(1) / 2
         self.count_scores = log_table(Decimal(c) + half for c in range(COUNT_LIMIT + 2))
         self.probability_scores = log_table((Decimal(i) + half) / PROBABILITY_STEPS for i in range(PROBABILITY_STEPS))
@@ -202,6 +206,10 @@ class ReferenceMixer:
     @staticmethod
     def fresh_row() -> dict:
         return {"match": [0, 0, 0, 0]}  # length, segment, position, score
+
+    def previous(self, segment: int) -> int:
+        """The byte before position t (0 at the start)."""
+        return int(self.history[segment, self.t - 1]) if self.t >= 1 else 0
 
     def context(self, segment: int, order: int, k: int) -> tuple[int, int]:
         """(table row, check; 0: none) of a context of the bytes before position t."""
@@ -249,6 +257,8 @@ class ReferenceMixer:
                 st["rs"].append(self.probability_scores[(2 * hits + 1) * PROBABILITY_STEPS // (2 * trials + 2)])
             st["set"] = length_bucket(st["match"][0]) * (n + 1) + seen
             w = self.weights[st["set"]]
+            if self.byte_weights is not None:
+                w = w + self.byte_weights[self.previous(segment)]
             acc = w[0] * logits[b]
             for k in range(n):
                 acc = acc + w[1 + k] * st["rs"][k][self.count_bins[self.counts[k, st["ctx"][k]]]]
@@ -282,6 +292,10 @@ class ReferenceMixer:
             w = self.weights[st["set"]]
             for i in range(n + 2):
                 w[i] += grad[i] * LEARNING_RATE >> LEARNING_SHIFT
+            if self.byte_weights is not None:
+                w = self.byte_weights[self.previous(segment)]
+                for i in range(n + 2):
+                    w[i] += grad[i] * LEARNING_RATE >> (LEARNING_SHIFT + BYTE_WEIGHT_SHIFT)
             for k in range(n):
                 c = self.counts[k, st["ctx"][k]]
                 cal = self.calibration[k, st["tb"][k]]
@@ -352,7 +366,8 @@ def quantize(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return rshift(x * ((127 << 40) // amax), 40), amax
 
 
-def decode_block(model: ReferenceModel, payload: bytes, raw_length: int, chunk_size: int, mixed: bool) -> bytes:
+def decode_block(model: ReferenceModel, payload: bytes, raw_length: int, chunk_size: int,
+                 mixer_name: str | None) -> bytes:
     """One block's segments, decoded side by side as the codec coded them: a step codes one byte of every
     unfinished segment. The network steps every segment to the end (they are independent); the mixer,
     whose tables the rows share, sees the rows the codec kept: finished rows stay (repeating their last
@@ -367,7 +382,7 @@ def decode_block(model: ReferenceModel, payload: bytes, raw_length: int, chunk_s
     cfg, total = model.cfg, model.c["TOTAL"]
     history = [History(batch, cfg["n_kv_head"], cfg["attn_span"], cfg["d_model"] // cfg["n_head"])
                for _ in range(cfg["n_layer"])]
-    mixer = ReferenceMixer(batch, steps) if mixed else None
+    mixer = ReferenceMixer(batch, steps, mixer_name) if mixer_name else None
     rows = np.arange(batch)  # the segments in the codec's batch
     out = np.zeros((batch, steps), dtype=np.int64)
     fed = np.zeros(batch, dtype=np.int64)  # per segment: the byte fed last (finished ones repeat theirs)
@@ -401,14 +416,15 @@ def decode_archive(data: bytes, model: ReferenceModel) -> bytes:
     pos = 7 + n + 32
     arithmetic = settings.get("arithmetic", {})
     name = arithmetic.get("name")
-    if name not in ("exact-int/v1", "exact-int/v1+cm/v1") or settings.get("prompt"):
+    network, _, mixer_name = (name or "").partition("+")
+    if network != "exact-int/v1" or mixer_name not in ("", *MIXERS) or settings.get("prompt"):
         prompt = ", with a soft prompt" if settings.get("prompt") else ""
         raise SystemExit(f"the reference decoder reads exact-int/v1 archives of the network alone or mixed with "
-                         f"cm/v1, without soft prompts (this one: {name}{prompt})")
-    mixed = name.endswith("+cm/v1")
-    made_by = model.mixed_ids.get("cm/v1", "") if mixed else model.id
+                         f"{' or '.join(MIXERS)}, without soft prompts (this one: {name}{prompt})")
+    made_by = model.mixed_ids.get(mixer_name, "") if mixer_name else model.id
     if not made_by.startswith(arithmetic["id"]):
-        raise SystemExit(f"the archive needs arithmetic {arithmetic['id']}, the model file has {made_by or 'no cm/v1'}")
+        raise SystemExit(f"the archive needs arithmetic {arithmetic['id']}, the model file has "
+                         f"{made_by or 'no ' + mixer_name}")
     if struct.unpack_from("<I", data, pos)[0] != zlib.crc32(data[:pos]):
         raise SystemExit("header checksum mismatch")
     pos += 4
@@ -418,7 +434,7 @@ def decode_archive(data: bytes, model: ReferenceModel) -> bytes:
         stored = version >= 3 and data[pos + 16] == 0  # format 3: a method byte, 0 = stored raw
         pos += 20 + (version >= 3)
         payload = data[pos:pos + payload_length]
-        block = payload if stored else decode_block(model, payload, raw_length, settings["chunk_size"], mixed)
+        block = payload if stored else decode_block(model, payload, raw_length, settings["chunk_size"], mixer_name)
         if zlib.crc32(block) != raw_crc:
             raise SystemExit(f"block {len(parts)} decodes to data failing its checksum")
         parts.append(block)
