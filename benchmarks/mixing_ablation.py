@@ -2,10 +2,11 @@
 
     python benchmarks/mixing_ablation.py                              # 256 KB of held-out Wikipedia XML
     python benchmarks/mixing_ablation.py FILE... --json out.json      # any files (one block each, <= 4 MB)
+    python benchmarks/mixing_ablation.py FILE --model text-800k      # the model lmpress picks for text
 
-Each row codes the whole input as one block of 64 rows with the exact default model, through the codec's
-own ``encode_block`` / ``decode_block`` (decoded and compared), one torch thread. Rates are payload bytes
-over input bytes (an archive adds its fixed header, trailer and frame, ~0.1 KB). Rows:
+Each row codes the whole input as one block of 64 rows with an exact model (``--model``, default ``default``),
+through the codec's own ``encode_block`` / ``decode_block`` (decoded and compared), one torch thread. Rates are
+payload bytes over input bytes (an archive adds its fixed header, trailer and frame, ~0.1 KB). Rows:
 
 * network alone, the studies' 2048-byte chunks (``--no-mix --chunk-size 2048``): blocks of 64 chunks;
 * network alone, whole-file segments: 64 segments of ``segment_size`` bytes, the network's context
@@ -37,8 +38,9 @@ VARIANTS = [  # (row name, chunk size: None = whole-file segments, mixer orders 
 ]
 
 
-def code(data: bytes, chunk_size: int | None, orders: tuple[int, ...] | None, match: bool, name: str) -> dict:
-    predictor = load_predictor("default", mix=orders is not None)
+def code(model: str, data: bytes, chunk_size: int | None, orders: tuple[int, ...] | None, match: bool,
+         name: str) -> dict:
+    predictor = load_predictor(model, mix=orders is not None)
     if orders is not None:  # the default mixer, or one with parts left out
         predictor.mixer = mixer.ContextMixer(entropy.TOTAL, predictor.exact.logit_exp, orders, match, name)
     size = chunk_size or codec.segment_size(len(data))
@@ -65,18 +67,19 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("files", nargs="*", type=Path)
     p.add_argument("--max-bytes", type=int, default=262144, help="first bytes of each file")
+    p.add_argument("--model", default="default", help="a shipped byte model or a model file")
     p.add_argument("--json", help="write the rows here")
     a = p.parse_args()
     default = corpus_root() / "wiki/enwik8_head/enwik8_small_wicked_trimmed"  # held out from every model
     inputs = {str(f): f.read_bytes()[:a.max_bytes] for f in (a.files or [default])}
-    load_predictor("default", mix=False), load_predictor("default", mix=True)  # load, compile outside timings
+    load_predictor(a.model, mix=False), load_predictor(a.model, mix=True)  # load, compile outside timings
     rows = []
     for name, data in inputs.items():
         print(f"{name}: {len(data):,} bytes")
         print(f"| {'variant':48s} | chunk | rate | encode KB/s | decode KB/s |\n|---|---:|---:|---:|---:|")
         for variant, chunk_size, orders, match, mixer_name in VARIANTS:
             row = {"file": name, "bytes": len(data), "variant": variant,
-                   **code(data, chunk_size, orders, match, mixer_name)}
+                   **code(a.model, data, chunk_size, orders, match, mixer_name)}
             rows.append(row)
             print(f"| {variant:48s} | {row['chunk_size']} | {row['rate']:.4f} | {row['encode_kbs']:.1f} | "
                   f"{row['decode_kbs']:.1f} |", flush=True)
