@@ -21,7 +21,7 @@ weights, a geometric mixture: ``logit(s) = sum_i w_i score_i(s)``, turned into
 the coder's frequencies like the network's own logits. After each byte the
 weights follow the gradient of its code length, ``w_i += lr (score_i(x) -
 E_p[score_i])``, with one weight vector per match-length bucket and number of
-contexts seen before (``cm/v2``, the default: plus one per previous byte).
+contexts seen before (``cm/v2``, the default: plus one by the previous byte and one by the two before).
 Scores that are the same for every byte (an unseen context) change nothing.
 
 All rows of a block share the tables and weights, and all of them see what the
@@ -118,15 +118,18 @@ AUDIO_MIXER = f"{MIXER}-audio2"
 _AUDIO = {AUDIO_MIXER_V1: (((_LMS_TAPS, _LMS_STEP, 0),), 0, False),
           AUDIO_MIXER: (((16, 14, 1), (16, 14, 2), (16, 14, 3)), 2048, True)}
 # The second text variant (``cm/v2``, the default since cm/v1): beside the weight vector chosen by match
-# length and contexts seen, one per previous byte, added to it (how far to trust the word model after a letter,
-# the long orders after a tag ...), learning at 1/2**_BYTE_WEIGHT_SHIFT of the rate. Replayed on the same
-# network logits (benchmarks/mixer_replay.py, text-800k): the last 256 KiB of the held-out enwik8 head 0.2488
-# -> 0.2456, enwik5 0.2355 -> 0.2340 (at the full rate 0.2473 and 0.2355; halving cm/v1's own rate: 0.2485,
-# 0.2362). Archives of cm/v1 still decode.
+# length and contexts seen, one chosen by the previous byte and one by the two previous bytes, all three added
+# (how far to trust the word model after a letter, the long orders after a tag ...); the byte vectors start at
+# zero and learn at 1/2**_BYTE_WEIGHT_SHIFT of the rate. Replayed on the same network logits
+# (benchmarks/mixer_replay.py, text-800k), the last 256 KiB of the held-out enwik8 head / enwik5: cm/v1 0.2488 /
+# 0.2355; the previous byte's vector alone 0.2456 / 0.2340 (at the full rate 0.2473 / 0.2355, 1/2 0.2459, 1/8
+# 0.2458); the two bytes' alone 0.2439 / 0.2331; both 0.2431 / 0.2327 (rate 1/2: 0.2433, 1/8: 0.2438); halving
+# cm/v1's own rate instead 0.2485 / 0.2362. Archives of cm/v1 still decode.
 TEXT_MIXER = "cm/v2"
 DEFAULT_MIXER = TEXT_MIXER  # what byte files are mixed with unless a front end names its own
 _BYTE_WEIGHTS = (TEXT_MIXER,)
 _BYTE_WEIGHT_SHIFT = 2
+_BYTE_VECTORS = 256 + 65536  # by the previous byte, then by the two previous bytes
 VARIANTS = {MIXER: ORDERS, TEXT_MIXER: ORDERS, IMAGE_MIXER_V1: _IMAGE_ORDERS, COLOUR_MIXER_V1: _COLOUR_ORDERS,
             IMAGE_MIXER: _IMAGE_ORDERS, COLOUR_MIXER: _COLOUR_ORDERS,
             AUDIO_MIXER_V1: _AUDIO_ORDERS, AUDIO_MIXER: _AUDIO_ORDERS}  # mixer name -> its contexts
@@ -172,7 +175,7 @@ def digest(variant: str = MIXER) -> str:
     if variant != MIXER:
         h.update(json.dumps({"variant": variant, "orders": VARIANTS[variant], "stripe": _STRIPE}).encode())
     if variant in _BYTE_WEIGHTS:
-        h.update(json.dumps({"byte_weights": 256, "byte_weight_shift": _BYTE_WEIGHT_SHIFT}).encode())
+        h.update(json.dumps({"byte_weights": [256, 65536], "byte_weight_shift": _BYTE_WEIGHT_SHIFT}).encode())
     if variant == AUDIO_MIXER_V1:
         h.update(json.dumps({"predictors": _FIXED_PREDICTORS + 1, "floor": _AUDIO_FLOOR, "taps": _LMS_TAPS,
                              "step": _LMS_STEP, "limit": _LMS_LIMIT}).encode())
@@ -234,10 +237,10 @@ class ContextMixer:
         self.weights[:, 1:n + 1] = INITIAL_CONTEXT_WEIGHT
         self.weights[:, n + 1] = 1 << WEIGHT_BITS  # and the match model, whose score is calibrated by its hits
         self.weights[:, n + 2:] = 1 << (WEIGHT_BITS - 3)  # the sample predictors, 1/8 each at the start
-        self.byte_base = -1  # cm/v2: the row of ``weights`` where 256 vectors by the previous byte start
+        self.byte_base = -1  # cm/v2: the row of ``weights`` where the vectors by the previous bytes start
         if self.name in _BYTE_WEIGHTS:  # (zero at the start: cm/v1's mix)
             self.byte_base = sets
-            self.weights = np.concatenate([self.weights, np.zeros((256, self.weights.shape[1]), np.int64)])
+            self.weights = np.concatenate([self.weights, np.zeros((_BYTE_VECTORS, self.weights.shape[1]), np.int64)])
         # per batch row and sample predictor: its prediction, the mean size of its errors (1/16), byte scores
         self.predictions = np.zeros((batch, self.predictors), dtype=np.int64)
         self.error_sizes = np.full((batch, self.predictors), 256 << 4, dtype=np.int64)
@@ -290,6 +293,14 @@ class ContextMixer:
                      "total_bins", "predictions", "error_sizes", "predictor_scores", "lms", "lattice_runs", "pixel_lms",
                      "pixel_inputs"):
             setattr(self, name, np.ascontiguousarray(getattr(self, name)[rows]))
+
+
+@njit(cache=True, nogil=True)
+def _byte_vectors(history, row, t, base):  # pragma: no cover - compiled
+    """cm/v2: the rows of ``weights`` chosen by the byte before position t and by the two bytes before it."""
+    a = np.int64(history[row, t - 1]) if t >= 1 else 0
+    b = np.int64(history[row, t - 2]) if t >= 2 else 0
+    return base + a, base + 256 + (b << 8 | a)
 
 
 @njit(cache=True, nogil=True)
@@ -433,8 +444,9 @@ def _predict(network, history, t, plane, rows, orders, counts, checks, scores, m
         if byte_sets:  # low and high bytes of samples
             sets[b] = 2 * sets[b] + (t & 1)
         w = weights[sets[b]]
-        if byte_base >= 0:  # plus the previous byte's vector (cm/v2)
-            w = w + weights[byte_base + (np.int64(history[row, t - 1]) if t >= 1 else 0)]
+        if byte_base >= 0:  # plus the vectors of the previous bytes (cm/v2)
+            one, two = _byte_vectors(history, row, t, byte_base)
+            w = w + weights[one] + weights[two]
         out = mixed[b]
         for s in range(256):
             out[s] = w[0] * network[b, s]
@@ -523,10 +535,11 @@ def _update(symbols, network, coder_weights, total, history, t, rows, counts, sc
         w = weights[sets[b]]
         for i in range(2 + n_orders + n_predictors):
             w[i] += (grad[i] * LEARNING_RATE) >> LEARNING_SHIFT
-        if byte_base >= 0:  # the previous byte's vector (cm/v2)
-            w = weights[byte_base + (np.int64(history[row, t - 1]) if t >= 1 else 0)]
-            for i in range(2 + n_orders + n_predictors):
-                w[i] += (grad[i] * LEARNING_RATE) >> (LEARNING_SHIFT + _BYTE_WEIGHT_SHIFT)
+        if byte_base >= 0:  # the vectors of the previous bytes (cm/v2)
+            for v in _byte_vectors(history, row, t, byte_base):
+                w = weights[v]
+                for i in range(2 + n_orders + n_predictors):
+                    w[i] += (grad[i] * LEARNING_RATE) >> (LEARNING_SHIFT + _BYTE_WEIGHT_SHIFT)
         for k in range(n_orders):
             c = counts[k, context_rows[b, k]]
             cal = calibration[k, total_bins[b, k]]

@@ -160,7 +160,7 @@ MIX_ORDERS = (1, 2, 3, 4, 5, 6, 8, 0)  # context lengths in bytes; 0: the word b
 MIX_TABLE_BITS, COUNT_LIMIT, BINS, PROBABILITY_STEPS, CALIBRATION_LIMIT = 16, 1000, 16, 4096, 1 << 16
 MATCH_MIN, MATCH_BITS, MATCH_VERIFY, LN_255, LENGTH_BUCKETS = 6, 18, 32, 1419, 8
 MIX_WEIGHT_BITS, LEARNING_RATE, LEARNING_SHIFT = 16, 1024, 10
-BYTE_WEIGHT_SHIFT = 2  # cm/v2: weight vectors per previous byte, added, learning at 1/4 of the rate
+BYTE_WEIGHT_SHIFT = 2  # cm/v2: weight vectors by the previous byte and the two before, added; rate / 4
 MIXERS = ("cm/v1", "cm/v2")
 RETAIN_EIGHTHS = 7  # the codec drops finished rows once 7/8 of the batch or fewer are left
 
@@ -185,7 +185,8 @@ class ReferenceMixer:
 
     def __init__(self, segments: int, steps: int, name: str) -> None:
         n = len(MIX_ORDERS)
-        self.byte_weights = np.zeros((256, n + 2), dtype=np.int64) if name == "cm/v2" else None
+        # cm/v2: 256 weight vectors by the previous byte, then 65536 by the two previous bytes
+        self.byte_weights = np.zeros((256 + 65536, n + 2), dtype=np.int64) if name == "cm/v2" else None
         half = Decimal(1) / 2
         self.count_scores = log_table(Decimal(c) + half for c in range(COUNT_LIMIT + 2))
         self.probability_scores = log_table((Decimal(i) + half) / PROBABILITY_STEPS for i in range(PROBABILITY_STEPS))
@@ -207,9 +208,11 @@ class ReferenceMixer:
     def fresh_row() -> dict:
         return {"match": [0, 0, 0, 0]}  # length, segment, position, score
 
-    def previous(self, segment: int) -> int:
-        """The byte before position t (0 at the start)."""
-        return int(self.history[segment, self.t - 1]) if self.t >= 1 else 0
+    def byte_vectors(self, segment: int) -> tuple[int, int]:
+        """cm/v2's weight vectors for position t: by the byte before it, by the two bytes before it."""
+        hist, t = self.history[segment], self.t
+        a, b = (int(hist[t - 1]) if t >= 1 else 0), (int(hist[t - 2]) if t >= 2 else 0)
+        return a, 256 + (b << 8 | a)
 
     def context(self, segment: int, order: int, k: int) -> tuple[int, int]:
         """(table row, check; 0: none) of a context of the bytes before position t."""
@@ -258,7 +261,8 @@ class ReferenceMixer:
             st["set"] = length_bucket(st["match"][0]) * (n + 1) + seen
             w = self.weights[st["set"]]
             if self.byte_weights is not None:
-                w = w + self.byte_weights[self.previous(segment)]
+                one, two = self.byte_vectors(segment)
+                w = w + self.byte_weights[one] + self.byte_weights[two]
             acc = w[0] * logits[b]
             for k in range(n):
                 acc = acc + w[1 + k] * st["rs"][k][self.count_bins[self.counts[k, st["ctx"][k]]]]
@@ -293,9 +297,10 @@ class ReferenceMixer:
             for i in range(n + 2):
                 w[i] += grad[i] * LEARNING_RATE >> LEARNING_SHIFT
             if self.byte_weights is not None:
-                w = self.byte_weights[self.previous(segment)]
-                for i in range(n + 2):
-                    w[i] += grad[i] * LEARNING_RATE >> (LEARNING_SHIFT + BYTE_WEIGHT_SHIFT)
+                for v in self.byte_vectors(segment):
+                    w = self.byte_weights[v]
+                    for i in range(n + 2):
+                        w[i] += grad[i] * LEARNING_RATE >> (LEARNING_SHIFT + BYTE_WEIGHT_SHIFT)
             for k in range(n):
                 c = self.counts[k, st["ctx"][k]]
                 cal = self.calibration[k, st["tb"][k]]
