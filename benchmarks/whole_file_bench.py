@@ -2,6 +2,7 @@
 
     python benchmarks/whole_file_bench.py                                  # held-out Wikipedia XML files
     python benchmarks/whole_file_bench.py FILE... --json out.json
+    python benchmarks/whole_file_bench.py FILE --only default         # lmpress's default mode and the codecs
 
 Per file, in one run and one process (one torch thread per coding process, as the codec runs):
 
@@ -59,16 +60,18 @@ def held_out_files() -> dict[str, bytes]:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("files", nargs="*", type=Path)
+    p.add_argument("--only", nargs="+", metavar="WORD", help="the lmpress variants whose name has one of these")
     p.add_argument("--json", help="write the rows here")
     a = p.parse_args()
     files = {str(f): f.read_bytes() for f in a.files} if a.files else held_out_files()
-    for options in LMPRESS_VARIANTS.values():  # load and compile outside the timings
+    variants = {v: o for v, o in LMPRESS_VARIANTS.items() if not a.only or any(w in v for w in a.only)}
+    for options in variants.values():  # load and compile outside the timings
         lmpress.decompress(lmpress.compress(b"warm up " * 300, **options))
     rows = []
     for name, data in files.items():
         print(f"{name} ({len(data):,} bytes)\n| codec | rate | encode KB/s | decode KB/s |\n|---|---:|---:|---:|")
         results = {v: timed(lambda d, o=o: lmpress.compress(d, **o), lmpress.decompress, data)
-                   for v, o in LMPRESS_VARIANTS.items()}
+                   for v, o in variants.items()}
         for key in BASELINES:
             codec = ALL[key]()
             results[codec.name] = timed(codec.compress, codec.decompress, data)
