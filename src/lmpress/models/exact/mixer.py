@@ -117,7 +117,7 @@ AUDIO_MIXER = f"{MIXER}-audio2"
 # whether low and high bytes have weight vectors of their own
 _AUDIO = {AUDIO_MIXER_V1: (((_LMS_TAPS, _LMS_STEP, 0),), 0, False),
           AUDIO_MIXER: (((16, 14, 1), (16, 14, 2), (16, 14, 3)), 2048, True)}
-# The second text variant (``cm/v2``, the default since cm/v1): beside the weight vector chosen by match
+# The second text variant (``cm/v2``, the default after cm/v1): beside the weight vector chosen by match
 # length and contexts seen, one chosen by the previous byte and one by the two previous bytes, all three added
 # (how far to trust the word model after a letter, the long orders after a tag ...); the byte vectors start at
 # zero and learn at 1/2**_BYTE_WEIGHT_SHIFT of the rate. Replayed on the same network logits
@@ -202,7 +202,7 @@ class ContextMixer:
     coded bytes, step by step; ``retain`` drops finished rows (their history stays for matches).
 
     ``orders`` and ``match`` leave components out, for the ablation (``benchmarks/mixing_ablation.py``);
-    archives always use the whole definition (``MIXER``)."""
+    archives always use a named mixer's whole definition (``VARIANTS``)."""
 
     def __init__(self, total: int, logit_exp: np.ndarray, orders: tuple[int, ...] = ORDERS,
                  match: bool = True, name: str = DEFAULT_MIXER, plane: int = 0) -> None:
