@@ -163,9 +163,9 @@ class ExactByteModel:
         """Integer logits [B, vocab] at 8 bits for input vectors ``x`` (int64 [B, d] at RESIDUAL_BITS); row
         ranges on the threads ``rows.threads`` allows."""
         pos = cache.pos
-        logits = np.concatenate(rows.run(lambda part: self._step_rows(x[part], cache, part, pos), len(x)))
+        parts = rows.run(lambda part: self._step_rows(x[part], cache, part, pos), len(x))
         cache.pos += 1
-        return logits
+        return parts[0] if len(parts) == 1 else np.concatenate(parts)  # (one thread: no copy per step)
 
     def _step_rows(self, x: np.ndarray, cache: ExactCache, part: slice, pos: int) -> np.ndarray:
         """``step`` for the batch rows ``part`` (their inputs ``x``), at position ``pos``."""

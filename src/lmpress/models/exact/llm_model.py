@@ -277,6 +277,8 @@ class ExactLLM:
         for cache in caches:  # (a cache may grow here, before any layer runs)
             slots.append(cache.next_slot())
             cache.length += 1
+        if rows.count() == 1:  # coding_threads holds BLAS to one thread already
+            return self._layers(x, caches, position, slots)
         with threadpool_limits(rows.count(), user_api="blas"):
             return self._layers(x, caches, position, slots)
 
