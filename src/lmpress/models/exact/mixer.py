@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from decimal import Context, Decimal
 from functools import cache
 
@@ -125,12 +126,40 @@ _AUDIO = {AUDIO_MIXER_V1: (((_LMS_TAPS, _LMS_STEP, 0),), 0, False),
 # 0.2355; the previous byte's vector alone 0.2456 / 0.2340 (at the full rate 0.2473 / 0.2355, 1/2 0.2459, 1/8
 # 0.2458); the two bytes' alone 0.2439 / 0.2331; both 0.2431 / 0.2327 (rate 1/2: 0.2433, 1/8: 0.2438); halving
 # cm/v1's own rate instead 0.2485 / 0.2362. Archives of cm/v1 still decode.
-TEXT_MIXER = "cm/v2"
-DEFAULT_MIXER = TEXT_MIXER  # what byte files are mixed with unless a front end names its own
-_BYTE_WEIGHTS = (TEXT_MIXER,)
+TEXT_MIXER_V2 = "cm/v2"
 _BYTE_WEIGHT_SHIFT = 2
 _BYTE_VECTORS = 256 + 65536  # by the previous byte, then by the two previous bytes
-VARIANTS = {MIXER: ORDERS, TEXT_MIXER: ORDERS, IMAGE_MIXER_V1: _IMAGE_ORDERS, COLOUR_MIXER_V1: _COLOUR_ORDERS,
+# The third text variant (``cm/v3``, the default after cm/v2). A file of a megabyte has far more order-3+
+# contexts than cm/v2's 65536 rows of 256 counts, so long contexts kept evicting each other. cm/v3 keeps the
+# contexts of order 3 and up in *slotted* tables: 2**_SLOT_BITS rows of _SLOTS (byte, count) pairs (most
+# long contexts are followed by a few bytes; a new byte takes the slot of the smallest count), a context in
+# either row of a pair (index, index ^ 1), else it takes the one with fewer counts. Three times the
+# contexts in less memory, and the bytes never seen in a context (most of them) cost nothing: adding the
+# same score to every byte changes no probability. Beside that: a context of the current word and the word
+# before it (letters lower-cased); the calibration cells split by how many different bytes followed the
+# context (1, 2, 3-4, 5+: a context always followed by one byte is surer than one of many with the same
+# counts); the learning rate 512 and, per weight vector, four times that at first (rate + 3 rate
+# _RATE_WARMUP / (_RATE_WARMUP + updates)). Replayed on the same text-800k logits
+# (benchmarks/mixer_replay.py): the last 1 MB / 256 KiB of the held-out enwik8 head, enwik5, calgary book1,
+# calgary news: cm/v2 0.2336 / 0.2431 / 0.2327 / 0.2680 / -; bigger hashed tables (dense, 2**18 rows)
+# 0.2311 / 0.2417 / 0.2319; + the word pair 0.2301 / 0.2405 / 0.2316; slotted tables instead 0.2266 / 0.2385 /
+# 0.2302; + distinct-byte cells 0.2258 / 0.2379 / 0.2295 / - / 0.2538; rate 512 0.2241 / 0.2371 / 0.2292 /
+# 0.2574 / 0.2524; + the warm-up 0.2239 / - / 0.2278 / 0.2571. Tried and left: orders 7, 12, 16 beside
+# these (0.2272, 0.2263, 0.2280), 32 slots (0.2260, twice the memory), 4 ways (0.2267), decaying the other
+# counts of a context when a byte is seen (0.2257-0.2261), the byte vectors' rate 1/2 or 1/8 (no gain).
+TEXT_MIXER = "cm/v3"
+DEFAULT_MIXER = TEXT_MIXER  # what byte files are mixed with unless a front end names its own
+_WORD_PAIR = 100  # cm/v3's context of the current word and the word before it
+_TEXT_ORDERS = (1, 2, 3, 4, 5, 6, 8, WORD, _WORD_PAIR)
+_BYTE_WEIGHTS = (TEXT_MIXER_V2, TEXT_MIXER)
+_SLOTTED = (TEXT_MIXER,)  # variants whose orders after 1 and 2 live in slotted tables
+_SLOTS = 16
+_SLOT_BITS = 19
+_DISTINCT_BUCKETS = 4  # 1, 2, 3-4, 5+ different bytes seen after a context (0 counts as 1)
+_SLOTTED_RATE = 512
+_RATE_WARMUP = 128
+VARIANTS = {MIXER: ORDERS, TEXT_MIXER_V2: ORDERS, TEXT_MIXER: _TEXT_ORDERS,
+            IMAGE_MIXER_V1: _IMAGE_ORDERS, COLOUR_MIXER_V1: _COLOUR_ORDERS,
             IMAGE_MIXER: _IMAGE_ORDERS, COLOUR_MIXER: _COLOUR_ORDERS,
             AUDIO_MIXER_V1: _AUDIO_ORDERS, AUDIO_MIXER: _AUDIO_ORDERS}  # mixer name -> its contexts
 
@@ -168,7 +197,7 @@ def probability_scores() -> np.ndarray:
 def digest(variant: str = MIXER) -> str:
     """SHA-256 of a mixer's definition (its constants and tables), part of an archive's arithmetic id."""
     constants = {k: v for k, v in globals().items() if k.isupper() and isinstance(v, (int, str, tuple))
-                 and not k.startswith("_") and not k.endswith("_MIXER") and not k.endswith("_MIXER_V1")}
+                 and not k.startswith("_") and not re.search(r"_MIXER(_V\d+)?$", k)}  # names change, not the mixer
     h = hashlib.sha256(json.dumps(constants, sort_keys=True).encode())
     h.update(count_scores().astype("<i8").tobytes())
     h.update(probability_scores().astype("<i8").tobytes())
@@ -176,6 +205,10 @@ def digest(variant: str = MIXER) -> str:
         h.update(json.dumps({"variant": variant, "orders": VARIANTS[variant], "stripe": _STRIPE}).encode())
     if variant in _BYTE_WEIGHTS:
         h.update(json.dumps({"byte_weights": [256, 65536], "byte_weight_shift": _BYTE_WEIGHT_SHIFT}).encode())
+    if variant in _SLOTTED:
+        h.update(json.dumps({"slots": _SLOTS, "slot_bits": _SLOT_BITS, "ways": 2, "dense_orders": [1, 2],
+                             "distinct_buckets": [1, 2, 4], "rate": _SLOTTED_RATE, "warmup": _RATE_WARMUP,
+                             "word_pair": "lower-cased letters of two words"}).encode())
     if variant == AUDIO_MIXER_V1:
         h.update(json.dumps({"predictors": _FIXED_PREDICTORS + 1, "floor": _AUDIO_FLOOR, "taps": _LMS_TAPS,
                              "step": _LMS_STEP, "limit": _LMS_LIMIT}).encode())
@@ -225,10 +258,25 @@ class ContextMixer:
 
     def begin(self, batch: int) -> None:
         n = len(self.orders)
-        self.counts = np.zeros((n, 1 << TABLE_BITS, 256), dtype=np.uint16)
-        self.checks = np.zeros((n, 1 << TABLE_BITS), dtype=np.int64)
-        # per order, row-total bin and count bin: how often a byte with that count came next (hits, trials)
-        self.calibration = np.zeros((n, BINS, BINS, 2), dtype=np.int64)
+        slotted = self.name in _SLOTTED
+        # the orders kept as 256 counts per row (all of them, or cm/v3's orders 1 and 2, which come first)
+        dense = sum(1 for order in self.orders if order in (1, 2)) if slotted else n
+        if slotted and not all(order in (1, 2) for order in self.orders[:dense]):
+            raise ValueError("a slotted mixer's orders 1 and 2 come first")
+        self.counts = np.zeros((dense, 1 << TABLE_BITS, 256), dtype=np.uint16)
+        self.checks = np.zeros((dense, 1 << TABLE_BITS), dtype=np.int64)
+        # the other orders' slotted tables: per row, its check, its total count and _SLOTS (byte, count)
+        shape = (n - dense, 1 << _SLOT_BITS) if slotted else (0, 2)
+        self.slot_checks = np.zeros(shape, dtype=np.int32)
+        self.slot_totals = np.zeros(shape, dtype=np.int32)
+        self.slot_bytes = np.zeros((*shape, _SLOTS), dtype=np.uint8)
+        self.slot_counts = np.zeros((*shape, _SLOTS), dtype=np.uint16)
+        self.hash_bits = _SLOT_BITS if slotted else TABLE_BITS
+        self.distinct_cells = slotted
+        self.rate, self.warmup = (_SLOTTED_RATE, _RATE_WARMUP) if slotted else (LEARNING_RATE, 0)
+        # per order, row-total bin (by distinct bytes seen, cm/v3) and count bin: how often a byte with that
+        # count came next (hits, trials)
+        self.calibration = np.zeros((n, _DISTINCT_BUCKETS * BINS, BINS, 2), dtype=np.int64)
         self.row_scores = np.zeros((batch, n, BINS), dtype=np.int64)
         self.total_bins = np.zeros((batch, n), dtype=np.int64)
         sets = _ACTIVITY_BUCKETS if len(self.pixel) else LENGTH_BUCKETS * (n + 1) * (2 if self.byte_sets else 1)
@@ -241,6 +289,7 @@ class ContextMixer:
         if self.name in _BYTE_WEIGHTS:  # (zero at the start: cm/v1's mix)
             self.byte_base = sets
             self.weights = np.concatenate([self.weights, np.zeros((_BYTE_VECTORS, self.weights.shape[1]), np.int64)])
+        self.updates = np.zeros(len(self.weights), dtype=np.int64)  # per weight vector (cm/v3's warm-up)
         # per batch row and sample predictor: its prediction, the mean size of its errors (1/16), byte scores
         self.predictions = np.zeros((batch, self.predictors), dtype=np.int64)
         self.error_sizes = np.full((batch, self.predictors), 256 << 4, dtype=np.int64)
@@ -267,7 +316,8 @@ class ContextMixer:
         """Coder weights (int64 [batch, 256]) for the network's integer logits of this step."""
         self.network[:] = logits
         _predict(self.network, self.history, self.steps, self.plane, self.rows, self.orders, self.counts,
-                 self.checks, self.scores, self.match, self.match_stats, self.weights, self.sets, self.context_rows,
+                 self.checks, self.slot_checks, self.slot_totals, self.slot_bytes, self.slot_counts, self.hash_bits,
+                 self.distinct_cells, self.scores, self.match, self.match_stats, self.weights, self.sets, self.context_rows,
                  self.calibration, self.probability_scores, self.row_scores, self.total_bins, self.count_bins,
                  self.predictions, self.error_sizes, self.predictor_scores, self.lms, self.filters, self.lattice,
                  self.lattice_runs, self.byte_sets, self.pixel, self.pixel_sizes, self.pixel_lms, self.pixel_inputs,
@@ -280,7 +330,8 @@ class ContextMixer:
         if self.steps == self.history.shape[1]:
             self.history = np.concatenate([self.history, np.zeros_like(self.history)], axis=1)
         _update(symbols, self.network, self.coder_weights, self.total, self.history,
-                self.steps, self.rows, self.counts, self.scores, self.match, self.match_stats, self.weights,
+                self.steps, self.rows, self.counts, self.slot_totals, self.slot_bytes, self.slot_counts, self.rate,
+                self.warmup, self.updates, self.scores, self.match, self.match_stats, self.weights,
                 self.sets, self.context_rows, self.calibration, self.row_scores, self.total_bins, self.count_bins,
                 self.predictions, self.error_sizes, self.predictor_scores, self.lms, self.filters, self.lattice_runs,
                 self.pixel, self.pixel_sizes, self.pixel_lms, self.pixel_inputs, self.byte_base)
@@ -376,15 +427,16 @@ def _image_context(history, row, t, order, plane):  # pragma: no cover - compile
 
 
 @njit(cache=True, nogil=True)
-def _context_row(history, row, t, order, k, plane):  # pragma: no cover - compiled
-    """(table row, check) of the context of ``order`` bytes before position t of a history row."""
+def _context_row(history, row, t, order, k, plane, bits):  # pragma: no cover - compiled
+    """(table row, check) of the context of ``order`` bytes before position t of a history row; a hashed
+    context's row has ``bits`` bits."""
     if order < 0:
         a, b, c = _image_context(history, row, t, order, plane)
         h = np.uint64(k + 1) * np.uint64(0x9E3779B97F4A7C15)
         for v in (a, b, c):
             h = (h ^ np.uint64(v + 1024)) * np.uint64(0x100000001B3)
             h ^= h >> np.uint64(29)
-        return np.int64(h >> np.uint64(64 - TABLE_BITS)), np.int64((h >> np.uint64(8)) & np.uint64(0xFFFF)) + 1
+        return np.int64(h >> np.uint64(64 - bits)), np.int64((h >> np.uint64(8)) & np.uint64(0xFFFF)) + 1
     if order == 1:
         return (np.int64(history[row, t - 1]) if t >= 1 else 0), 0
     if order == 2:
@@ -392,6 +444,22 @@ def _context_row(history, row, t, order, k, plane):  # pragma: no cover - compil
         b = np.int64(history[row, t - 2]) if t >= 2 else 0
         return (b << 8) | a, 0
     h = np.uint64(k + 1) * np.uint64(0x9E3779B97F4A7C15)
+    if order == _WORD_PAIR:  # the letters of this word and the word before (lower-cased), the byte after that one
+        words, in_word, i = 0, True, 1
+        while i <= 64 and t >= i:
+            c = history[row, t - i]
+            if (c >= 65 and c <= 90) or (c >= 97 and c <= 122):
+                in_word = True
+                h = (h ^ np.uint64(c | 32)) * np.uint64(0x100000001B3)
+            elif in_word:  # the first byte before a word (more of them are left out)
+                words += 1
+                in_word = False
+                if words == 2:
+                    break
+                h = (h ^ np.uint64(c + 256)) * np.uint64(0x100000001B3)
+            i += 1
+        h ^= h >> np.uint64(29)
+        return np.int64(h >> np.uint64(64 - bits)), np.int64((h >> np.uint64(8)) & np.uint64(0xFFFF)) + 1
     if order == 0:  # the letters of the current word and the byte before it
         i = 1
         while i <= 32 and t >= i:
@@ -401,37 +469,48 @@ def _context_row(history, row, t, order, k, plane):  # pragma: no cover - compil
                 break
             i += 1
         h ^= h >> np.uint64(29)
-        return np.int64(h >> np.uint64(64 - TABLE_BITS)), np.int64((h >> np.uint64(8)) & np.uint64(0xFFFF)) + 1
+        return np.int64(h >> np.uint64(64 - bits)), np.int64((h >> np.uint64(8)) & np.uint64(0xFFFF)) + 1
     for i in range(1, order + 1):
         byte = np.uint64(history[row, t - i]) if t >= i else np.uint64(0)
         h = (h ^ (byte + np.uint64(1))) * np.uint64(0x100000001B3)
         h ^= h >> np.uint64(29)
-    return np.int64(h >> np.uint64(64 - TABLE_BITS)), np.int64((h >> np.uint64(8)) & np.uint64(0xFFFF)) + 1
+    return np.int64(h >> np.uint64(64 - bits)), np.int64((h >> np.uint64(8)) & np.uint64(0xFFFF)) + 1
 
 
 @njit(cache=True, nogil=True)
-def _predict(network, history, t, plane, rows, orders, counts, checks, scores, match, match_stats, weights, sets,
+def _predict(network, history, t, plane, rows, orders, counts, checks, slot_checks, slot_totals, slot_bytes,
+             slot_counts, hash_bits, distinct_cells, scores, match, match_stats, weights, sets,
              context_rows, calibration, probability_scores, row_scores, total_bins, count_bins,
              predictions, error_sizes, predictor_scores, lms, filters, lattice, lattice_runs, byte_sets,
              pixel, pixel_sizes, pixel_lms, pixel_inputs, byte_base, mixed):  # pragma: no cover - compiled
     n_orders = orders.shape[0]
+    n_dense = counts.shape[0]  # the first orders have 256 counts per row, the others slots
     for b in range(network.shape[0]):
         row = rows[b]
-        for k in range(n_orders):
-            index, check = _context_row(history, row, t, orders[k], k, plane)
-            if check != 0 and checks[k, index] != check:  # another context hashed here: start it afresh
-                counts[k, index, :] = 0
-                checks[k, index] = check
-            context_rows[b, k] = index
         seen = 0
         for k in range(n_orders):
-            c = counts[k, context_rows[b, k]]
-            n = np.int64(0)
-            for s in range(256):
-                n += c[s]
+            index, check = _context_row(history, row, t, orders[k], k, plane, hash_bits)
+            if k < n_dense:
+                if check != 0 and checks[k, index] != check:  # another context hashed here: start it afresh
+                    counts[k, index, :] = 0
+                    checks[k, index] = check
+                c = counts[k, index]
+                n, distinct = np.int64(0), 0
+                for s in range(256):
+                    n += c[s]
+                    distinct += c[s] != 0
+            else:
+                j = k - n_dense
+                index = _slot_row(slot_checks[j], slot_totals[j], slot_counts[j], index, check)
+                n, distinct = np.int64(slot_totals[j, index]), 0
+                for i in range(_SLOTS):
+                    distinct += slot_counts[j, index, i] != 0
+            context_rows[b, k] = index
             if n > 0:
                 seen += 1
             tb = _bin(n)
+            if distinct_cells:
+                tb += BINS * (0 if distinct <= 1 else 1 if distinct == 2 else 2 if distinct <= 4 else 3)
             total_bins[b, k] = tb
             for cb in range(BINS):  # the calibrated score of a byte with a count in bin cb
                 hits, trials = calibration[k, tb, cb, 0], calibration[k, tb, cb, 1]
@@ -451,9 +530,17 @@ def _predict(network, history, t, plane, rows, orders, counts, checks, scores, m
         for s in range(256):
             out[s] = w[0] * network[b, s]
         for k in range(n_orders):  # one context at a time: each pass reads one row of counts
-            wk, rs, c = w[1 + k], row_scores[b, k], counts[k, context_rows[b, k]]
-            for s in range(256):
-                out[s] += wk * rs[count_bins[c[s]]]
+            wk, rs = w[1 + k], row_scores[b, k]
+            if k < n_dense:
+                c = counts[k, context_rows[b, k]]
+                for s in range(256):
+                    out[s] += wk * rs[count_bins[c[s]]]
+            else:  # the bytes not in a slot would all add wk * rs[0]: the same odds without it
+                j, index = k - n_dense, context_rows[b, k]
+                for i in range(_SLOTS):
+                    c = slot_counts[j, index, i]
+                    if c != 0:
+                        out[slot_bytes[j, index, i]] += wk * (rs[count_bins[c]] - rs[0])
         if match[b, 0] > 0:
             hits, misses = match_stats[_length_bucket(match[b, 0])]
             match[b, 3] = scores[hits] - scores[misses] + LN_255
@@ -472,11 +559,28 @@ def _predict(network, history, t, plane, rows, orders, counts, checks, scores, m
 
 
 @njit(cache=True, nogil=True)
-def _update(symbols, network, coder_weights, total, history, t, rows, counts, scores, match, match_stats, weights,
-            sets, context_rows, calibration, row_scores, total_bins, count_bins, predictions, error_sizes,
+def _slot_row(checks, totals, counts, index, check):  # pragma: no cover - compiled
+    """The row of a slotted table that holds a context: of the pair (index, index ^ 1), the one with its
+    check, else the one with fewer counts, emptied for it."""
+    first = index & ~1
+    if checks[first] == check:
+        return first
+    if checks[first + 1] == check:
+        return first + 1
+    row = first + 1 if totals[first + 1] < totals[first] else first
+    checks[row] = check
+    totals[row] = 0
+    counts[row, :] = 0
+    return row
+
+
+@njit(cache=True, nogil=True)
+def _update(symbols, network, coder_weights, total, history, t, rows, counts, slot_totals, slot_bytes, slot_counts,
+            rate, warmup, updates, scores, match, match_stats, weights, sets, context_rows, calibration, row_scores, total_bins, count_bins, predictions, error_sizes,
             predictor_scores, lms, filters, lattice_runs, pixel, pixel_sizes, pixel_lms,
             pixel_inputs, byte_base):  # pragma: no cover - compiled
     n_orders = context_rows.shape[1]
+    n_dense = counts.shape[0]
     n_predictors = predictions.shape[1]
     grad = np.empty(2 + n_orders + n_predictors, dtype=np.int64)
     for b in range(symbols.shape[0]):
@@ -488,19 +592,33 @@ def _update(symbols, network, coder_weights, total, history, t, rows, counts, sc
             expect_net += (coder_weights[b, s] + 1) * network[b, s]
         grad[0] = network[b, x] - expect_net // total
         for k in range(n_orders):
-            c = counts[k, context_rows[b, k]]
             rs = row_scores[b, k]
             # sum over s of p(s) * score(count of s); the unseen bytes (count 0, bin 0) together: the
             # frequencies (weight + 1) sum to total
             expect = np.int64(0)
             seen = np.int64(0)
-            for s in range(256):
-                if c[s] != 0:
-                    p = coder_weights[b, s] + 1
-                    expect += p * rs[count_bins[c[s]]]
-                    seen += p
+            if k < n_dense:
+                c = counts[k, context_rows[b, k]]
+                count_x = c[x]
+                for s in range(256):
+                    if c[s] != 0:
+                        p = coder_weights[b, s] + 1
+                        expect += p * rs[count_bins[c[s]]]
+                        seen += p
+            else:
+                j, index = k - n_dense, context_rows[b, k]
+                count_x = 0
+                for i in range(_SLOTS):
+                    c_i = slot_counts[j, index, i]
+                    if c_i != 0:
+                        s = slot_bytes[j, index, i]
+                        if s == x:
+                            count_x = c_i
+                        p = coder_weights[b, s] + 1
+                        expect += p * rs[count_bins[c_i]]
+                        seen += p
             expect += (total - seen) * rs[0]
-            grad[1 + k] = rs[count_bins[c[x]]] - expect // total
+            grad[1 + k] = rs[count_bins[count_x]] - expect // total
         grad[1 + n_orders] = 0
         if match[b, 0] > 0:
             predicted = history[match[b, 1], match[b, 2]]
@@ -532,33 +650,29 @@ def _update(symbols, network, coder_weights, total, history, t, rows, counts, sc
                 offset += taps
             for k in range(8):
                 lattice_runs[b, k] = lattice_runs[b, k] + 1 if sample & ((2 << k) - 1) == 0 else 0
-        w = weights[sets[b]]
+        v = sets[b]
+        step = rate + (3 * rate * warmup) // (warmup + updates[v]) if warmup > 0 else rate  # (cm/v3's warm-up)
+        updates[v] += 1
+        w = weights[v]
         for i in range(2 + n_orders + n_predictors):
-            w[i] += (grad[i] * LEARNING_RATE) >> LEARNING_SHIFT
+            w[i] += (grad[i] * step) >> LEARNING_SHIFT
         if byte_base >= 0:  # the vectors of the previous bytes (cm/v2)
             for v in _byte_vectors(history, row, t, byte_base):
                 w = weights[v]
                 for i in range(2 + n_orders + n_predictors):
-                    w[i] += (grad[i] * LEARNING_RATE) >> (LEARNING_SHIFT + _BYTE_WEIGHT_SHIFT)
+                    w[i] += (grad[i] * rate) >> (LEARNING_SHIFT + _BYTE_WEIGHT_SHIFT)
         for k in range(n_orders):
-            c = counts[k, context_rows[b, k]]
             cal = calibration[k, total_bins[b, k]]
-            unseen = 0  # bytes of count 0 (bin 0), added at once rather than one by one into one cell
-            for s in range(256):
-                if c[s] == 0:
-                    unseen += 1
-                else:
-                    cal[count_bins[c[s]], 1] += 1
-            cal[0, 1] += unseen
-            cal[count_bins[c[x]], 0] += 1
+            if k < n_dense:
+                _count_dense(counts[k, context_rows[b, k]], x, cal, count_bins)
+            else:
+                j, index = k - n_dense, context_rows[b, k]
+                _count_slots(slot_bytes[j, index], slot_counts[j, index], slot_totals[j], index, x, cal,
+                             count_bins)
             for cb in range(BINS):
                 if cal[cb, 1] > CALIBRATION_LIMIT:
                     cal[cb, 0] >>= 1
                     cal[cb, 1] >>= 1
-            c[x] += 1
-            if c[x] > COUNT_LIMIT:
-                for s in range(256):
-                    c[s] >>= 1
         history[row, t] = x
         if match[b, 0] > 0:
             if history[match[b, 1], match[b, 2]] == x:
@@ -566,6 +680,55 @@ def _update(symbols, network, coder_weights, total, history, t, rows, counts, sc
                 match[b, 2] += 1
             else:
                 match[b, 0] = 0
+
+
+@njit(cache=True, nogil=True)
+def _count_dense(c, x, cal, count_bins):  # pragma: no cover - compiled
+    """Byte x came after a context with counts c: the calibration's trials and hit, then x's count."""
+    unseen = 0  # bytes of count 0 (bin 0), added at once rather than one by one into one cell
+    for s in range(256):
+        if c[s] == 0:
+            unseen += 1
+        else:
+            cal[count_bins[c[s]], 1] += 1
+    cal[0, 1] += unseen
+    cal[count_bins[c[x]], 0] += 1
+    c[x] += 1
+    if c[x] > COUNT_LIMIT:
+        for s in range(256):
+            c[s] >>= 1
+
+
+@njit(cache=True, nogil=True)
+def _count_slots(slot_bytes, slot_counts, totals, index, x, cal, count_bins):  # pragma: no cover - compiled
+    """The same for a slotted row: a byte not in a slot takes the first empty one or the smallest count's."""
+    used, slot, smallest = 0, -1, 0
+    for i in range(_SLOTS):
+        c = slot_counts[i]
+        if c != 0:
+            used += 1
+            cal[count_bins[c], 1] += 1
+            if slot_bytes[i] == x:
+                slot = i
+        if c < slot_counts[smallest]:
+            smallest = i
+    cal[0, 1] += 256 - used
+    if slot >= 0:
+        cal[count_bins[slot_counts[slot]], 0] += 1
+    else:
+        cal[0, 0] += 1
+        slot = smallest
+        totals[index] -= slot_counts[slot]
+        slot_bytes[slot] = x
+        slot_counts[slot] = 0
+    slot_counts[slot] += 1
+    totals[index] += 1
+    if slot_counts[slot] > COUNT_LIMIT:
+        total = 0
+        for i in range(_SLOTS):
+            slot_counts[i] >>= 1
+            total += slot_counts[i]
+        totals[index] = total
 
 
 @njit(cache=True, nogil=True)

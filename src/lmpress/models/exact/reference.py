@@ -15,10 +15,10 @@ integer weights, tables and constants of the exact model, and the ids of the
 model mixed with each context mixer).
 
 It decodes archives of the network alone (``--no-mix``) and of the network
-mixed with ``cm/v2`` (lmpress's default for text and other files) or its
-predecessor ``cm/v1``: ``ReferenceMixer`` restates those mixers from their
-definition in Python integers (their constants are part of the definition,
-written out below). The image and audio front ends' mixers are not restated
+mixed with ``cm/v3`` (lmpress's default for text and other files) or its
+predecessors ``cm/v2`` and ``cm/v1``: ``ReferenceMixer`` restates those mixers
+from their definition in Python integers (their constants are part of the
+definition, written out below). The image and audio front ends' mixers are not restated
 here.
 """
 
@@ -151,8 +151,8 @@ class ReferenceModel:
 
 
 # ---------------------------------------------------------------------------------------------------------------
-# cm/v1 and cm/v2, restated: order-1..8 and word contexts with calibrated counts, a match model, and an online mixer of
-# their log-scores with the network's logits (see lmpress/models/exact/mixer.py for the why of each part).
+# cm/v1, cm/v2 and cm/v3, restated: order-1..8 and word contexts with calibrated counts, a match model, and an online
+# mixer of their log-scores with the network's logits (see lmpress/models/exact/mixer.py for the why of each part).
 
 MASK64 = (1 << 64) - 1
 GOLDEN, FNV = 0x9E3779B97F4A7C15, 0x100000001B3  # hash multipliers
@@ -161,7 +161,11 @@ MIX_TABLE_BITS, COUNT_LIMIT, BINS, PROBABILITY_STEPS, CALIBRATION_LIMIT = 16, 10
 MATCH_MIN, MATCH_BITS, MATCH_VERIFY, LN_255, LENGTH_BUCKETS = 6, 18, 32, 1419, 8
 MIX_WEIGHT_BITS, LEARNING_RATE, LEARNING_SHIFT = 16, 1024, 10
 BYTE_WEIGHT_SHIFT = 2  # cm/v2: weight vectors by the previous byte and the two before, added; rate / 4
-MIXERS = ("cm/v1", "cm/v2")
+# cm/v3: orders 1 and 2 as above, the others (and a word-pair context, 100) in tables of SLOT_BITS-bit rows of SLOTS
+# (byte, count) pairs; calibration cells by distinct bytes seen too; the rate 512, more at first per weight vector
+WORD_PAIR, SLOTS, SLOT_BITS, V3_RATE, V3_WARMUP = 100, 16, 19, 512, 128
+MIX_ORDERS_V3 = (1, 2, 3, 4, 5, 6, 8, 0, WORD_PAIR)
+MIXERS = ("cm/v1", "cm/v2", "cm/v3")
 RETAIN_EIGHTHS = 7  # the codec drops finished rows once 7/8 of the batch or fewer are left
 
 
@@ -179,22 +183,35 @@ def length_bucket(length: int) -> int:
     return min(length.bit_length(), LENGTH_BUCKETS - 1)
 
 
+def distinct_bucket(distinct: int) -> int:
+    """cm/v3's calibration cells by the bytes seen after a context: 0-1, 2, 3-4, 5 or more."""
+    return 0 if distinct <= 1 else 1 if distinct == 2 else 2 if distinct <= 4 else 3
+
+
 class ReferenceMixer:
     """The state of one block: tables shared by its rows, per-row contexts and matches. ``rows`` maps the
     batch's rows to the block's segments (the codec drops finished rows; their history stays)."""
 
     def __init__(self, segments: int, steps: int, name: str) -> None:
-        n = len(MIX_ORDERS)
-        # cm/v2: 256 weight vectors by the previous byte, then 65536 by the two previous bytes
-        self.byte_weights = np.zeros((256 + 65536, n + 2), dtype=np.int64) if name == "cm/v2" else None
+        self.v3 = name == "cm/v3"
+        self.orders = MIX_ORDERS_V3 if self.v3 else MIX_ORDERS
+        n = len(self.orders)
+        # cm/v2, cm/v3: 256 weight vectors by the previous byte, then 65536 by the two previous bytes
+        self.byte_weights = np.zeros((256 + 65536, n + 2), dtype=np.int64) if name != "cm/v1" else None
         half = Decimal(1) / 2
         self.count_scores = log_table(Decimal(c) + half for c in range(COUNT_LIMIT + 2))
         self.probability_scores = log_table((Decimal(i) + half) / PROBABILITY_STEPS for i in range(PROBABILITY_STEPS))
         self.count_bins = np.array([count_bin(c) for c in range(COUNT_LIMIT + 2)], dtype=np.int64)
-        self.counts = np.zeros((n, 1 << MIX_TABLE_BITS, 256), dtype=np.uint16)  # at most COUNT_LIMIT + 1
-        self.checks = np.zeros((n, 1 << MIX_TABLE_BITS), dtype=np.int64)
-        self.calibration = np.zeros((n, BINS, BINS, 2), dtype=np.int64)  # hits, trials
+        dense = 2 if self.v3 else n  # orders with 256 counts per row (cm/v3: orders 1 and 2)
+        self.counts = np.zeros((dense, 1 << MIX_TABLE_BITS, 256), dtype=np.uint16)  # at most COUNT_LIMIT + 1
+        self.checks = np.zeros((dense, 1 << MIX_TABLE_BITS), dtype=np.int64)
+        slotted = (n - dense, 1 << SLOT_BITS)  # cm/v3's other orders: per row a check, SLOTS bytes and counts
+        self.slot_checks, self.slot_bytes = np.zeros(slotted, np.int64), np.zeros((*slotted, SLOTS), np.uint8)
+        self.slot_counts = np.zeros((*slotted, SLOTS), np.uint16)  # at most COUNT_LIMIT + 1
+        self.calibration = np.zeros((n, 4 * BINS, BINS, 2), dtype=np.int64)  # hits, trials
+        self.rate, self.warmup = (V3_RATE, V3_WARMUP) if self.v3 else (LEARNING_RATE, 0)
         self.weights = np.zeros((LENGTH_BUCKETS * (n + 1), n + 2), dtype=np.int64)
+        self.updates = np.zeros(len(self.weights), dtype=np.int64)
         self.weights[:, 0] = self.weights[:, n + 1] = 1 << MIX_WEIGHT_BITS  # the network, the match model
         self.weights[:, 1:n + 1] = 1 << (MIX_WEIGHT_BITS - 4)  # the context models
         self.match_stats = np.zeros((LENGTH_BUCKETS, 2), dtype=np.int64)  # hits, misses
@@ -223,7 +240,21 @@ class ReferenceMixer:
         if order == 2:
             return byte(2) << 8 | byte(1), 0
         h = (k + 1) * GOLDEN & MASK64
-        if order == 0:
+        bits = SLOT_BITS if self.v3 else MIX_TABLE_BITS
+        if order == WORD_PAIR:  # this word and the one before, lower-cased, and the first byte before this one
+            words, in_word = 0, True
+            for i in range(1, min(64, t) + 1):
+                c = byte(i)
+                if 65 <= c <= 90 or 97 <= c <= 122:
+                    in_word = True
+                    h = (h ^ (c | 32)) * FNV & MASK64
+                elif in_word:
+                    words, in_word = words + 1, False
+                    if words == 2:
+                        break
+                    h = (h ^ (c + 256)) * FNV & MASK64
+            h ^= h >> 29
+        elif order == 0:
             for i in range(1, min(32, t) + 1):
                 c = byte(i)
                 h = (h ^ (c + 1)) * FNV & MASK64
@@ -234,27 +265,68 @@ class ReferenceMixer:
             for i in range(1, order + 1):
                 h = (h ^ (byte(i) + 1)) * FNV & MASK64
                 h ^= h >> 29
-        return h >> (64 - MIX_TABLE_BITS), ((h >> 8) & 0xFFFF) + 1
+        return h >> (64 - bits), ((h >> 8) & 0xFFFF) + 1
+
+    def row_counts(self, k: int, index: int) -> np.ndarray:
+        """The 256 counts of a context (a slotted one's bytes outside its slots count 0)."""
+        if k < len(self.counts):
+            return self.counts[k, index]
+        c = np.zeros(256, dtype=np.int64)
+        held = self.slot_counts[k - len(self.counts), index] > 0
+        c[self.slot_bytes[k - len(self.counts), index][held]] = self.slot_counts[k - len(self.counts), index][held]
+        return c
+
+    def slot_row(self, k: int, index: int, check: int) -> int:
+        """cm/v3: the row of the pair (index, index ^ 1) with the context's check, else the one of fewer counts,
+        emptied for it."""
+        j, first = k - len(self.counts), index & ~1
+        for row in (first, first + 1):
+            if self.slot_checks[j, row] == check:
+                return row
+        row = first + 1 if self.slot_counts[j, first + 1].sum() < self.slot_counts[j, first].sum() else first
+        self.slot_checks[j, row] = check
+        self.slot_counts[j, row] = 0
+        return row
+
+    def count(self, k: int, index: int, x: int) -> None:
+        """Byte x followed the context: its count goes up (a slotted row: in its slot, else the first empty
+        slot or the first of the smallest count); counts halve when one passes COUNT_LIMIT."""
+        if k < len(self.counts):
+            c = self.counts[k, index]
+        else:
+            j = k - len(self.counts)
+            c, held = self.slot_counts[j, index], self.slot_bytes[j, index]
+            mine = np.flatnonzero((c > 0) & (held == x))
+            slot = int(mine[0]) if len(mine) else int(np.argmin(c))
+            if not len(mine):
+                held[slot], c[slot] = x, 0
+            x = slot
+        c[x] += 1
+        if c[x] > COUNT_LIMIT:
+            c >>= 1
 
     def mix(self, logits: np.ndarray) -> np.ndarray:
         """Mixed 8-bit logits [rows, 256] from the network's, row after row (a row may clear a table row)."""
-        n = len(MIX_ORDERS)
+        n = len(self.orders)
         mixed = np.empty_like(logits)
         for b, segment in enumerate(self.rows):
             st = self.state[b]
             st["net"] = logits[b]
             st["ctx"], st["tb"], st["rs"] = [], [], []
-            for k, order in enumerate(MIX_ORDERS):
+            for k, order in enumerate(self.orders):
                 index, check = self.context(segment, order, k)
-                if check and self.checks[k, index] != check:
+                if k >= len(self.counts):
+                    index = self.slot_row(k, index, check)
+                elif check and self.checks[k, index] != check:
                     self.counts[k, index] = 0
                     self.checks[k, index] = check
                 st["ctx"].append(index)
             seen = 0
             for k in range(n):
-                total = int(self.counts[k, st["ctx"][k]].sum())
+                c = self.row_counts(k, st["ctx"][k])
+                total = int(c.sum())
                 seen += total > 0
-                tb = count_bin(total)
+                tb = count_bin(total) + (BINS * distinct_bucket(int(np.count_nonzero(c))) if self.v3 else 0)
                 hits, trials = self.calibration[k, tb, :, 0], self.calibration[k, tb, :, 1]
                 st["tb"].append(tb)
                 st["rs"].append(self.probability_scores[(2 * hits + 1) * PROBABILITY_STEPS // (2 * trials + 2)])
@@ -264,8 +336,9 @@ class ReferenceMixer:
                 one, two = self.byte_vectors(segment)
                 w = w + self.byte_weights[one] + self.byte_weights[two]
             acc = w[0] * logits[b]
-            for k in range(n):
-                acc = acc + w[1 + k] * st["rs"][k][self.count_bins[self.counts[k, st["ctx"][k]]]]
+            for k in range(n):  # (a slotted context: the unseen bytes' score is taken off all; the same odds)
+                scores = st["rs"][k][self.count_bins[self.row_counts(k, st["ctx"][k])]]
+                acc = acc + w[1 + k] * (scores - scores[0] * (k >= len(self.counts)))
             length, other, pos, _ = st["match"]
             if length:
                 hits, misses = self.match_stats[length_bucket(length)]
@@ -276,14 +349,14 @@ class ReferenceMixer:
 
     def update(self, symbols: np.ndarray, coder_weights: np.ndarray, total: int) -> None:
         """Learn from the bytes just coded (one per row; finished rows repeat their last), row after row."""
-        n = len(MIX_ORDERS)
+        n = len(self.orders)
         for b, segment in enumerate(self.rows):
             st, x = self.state[b], int(symbols[b])
             p = coder_weights[b] + 1  # the coder's frequencies
             grad = [0] * (n + 2)  # d(-ln p(x)) / d weight: score(x) - E_p[score]
             grad[0] = int(st["net"][x]) - int((p * st["net"]).sum()) // total
             for k in range(n):
-                scores = st["rs"][k][self.count_bins[self.counts[k, st["ctx"][k]]]]
+                scores = st["rs"][k][self.count_bins[self.row_counts(k, st["ctx"][k])]]
                 grad[1 + k] = int(scores[x]) - int((p * scores).sum()) // total
             length, other, pos, score = st["match"]
             if length:
@@ -294,22 +367,24 @@ class ReferenceMixer:
                 if stats.sum() > COUNT_LIMIT:
                     stats >>= 1
             w = self.weights[st["set"]]
+            rate = self.rate  # cm/v3: four times that at a weight vector's first updates, then less and less
+            if self.warmup:
+                rate += 3 * self.rate * self.warmup // (self.warmup + int(self.updates[st["set"]]))
+            self.updates[st["set"]] += 1
             for i in range(n + 2):
-                w[i] += grad[i] * LEARNING_RATE >> LEARNING_SHIFT
+                w[i] += grad[i] * rate >> LEARNING_SHIFT
             if self.byte_weights is not None:
                 for v in self.byte_vectors(segment):
                     w = self.byte_weights[v]
                     for i in range(n + 2):
-                        w[i] += grad[i] * LEARNING_RATE >> (LEARNING_SHIFT + BYTE_WEIGHT_SHIFT)
+                        w[i] += grad[i] * self.rate >> (LEARNING_SHIFT + BYTE_WEIGHT_SHIFT)
             for k in range(n):
-                c = self.counts[k, st["ctx"][k]]
+                c = self.row_counts(k, st["ctx"][k])
                 cal = self.calibration[k, st["tb"][k]]
                 cal[:, 1] += np.bincount(self.count_bins[c], minlength=BINS)
                 cal[self.count_bins[c[x]], 0] += 1
                 cal[cal[:, 1] > CALIBRATION_LIMIT] >>= 1
-                c[x] += 1
-                if c[x] > COUNT_LIMIT:
-                    c >>= 1
+                self.count(k, st["ctx"][k], x)
             self.history[segment, self.t] = x
             if length:
                 if self.history[other, pos] == x:
