@@ -317,11 +317,11 @@ class ContextMixer:
         self.network[:] = logits
         _predict(self.network, self.history, self.steps, self.plane, self.rows, self.orders, self.counts,
                  self.checks, self.slot_checks, self.slot_totals, self.slot_bytes, self.slot_counts, self.hash_bits,
-                 self.distinct_cells, self.scores, self.match, self.match_stats, self.weights, self.sets, self.context_rows,
-                 self.calibration, self.probability_scores, self.row_scores, self.total_bins, self.count_bins,
-                 self.predictions, self.error_sizes, self.predictor_scores, self.lms, self.filters, self.lattice,
-                 self.lattice_runs, self.byte_sets, self.pixel, self.pixel_sizes, self.pixel_lms, self.pixel_inputs,
-                 self.byte_base, self.mixed)
+                 self.distinct_cells, self.scores, self.match, self.match_stats, self.weights, self.sets,
+                 self.context_rows, self.calibration, self.probability_scores, self.row_scores, self.total_bins,
+                 self.count_bins, self.predictions, self.error_sizes, self.predictor_scores, self.lms, self.filters,
+                 self.lattice, self.lattice_runs, self.byte_sets, self.pixel, self.pixel_sizes, self.pixel_lms,
+                 self.pixel_inputs, self.byte_base, self.mixed)
         self.coder_weights = ops.frequencies_from_logits(self.mixed, self.logit_exp, self.total)
         return self.coder_weights
 
@@ -576,9 +576,9 @@ def _slot_row(checks, totals, counts, index, check):  # pragma: no cover - compi
 
 @njit(cache=True, nogil=True)
 def _update(symbols, network, coder_weights, total, history, t, rows, counts, slot_totals, slot_bytes, slot_counts,
-            rate, warmup, updates, scores, match, match_stats, weights, sets, context_rows, calibration, row_scores, total_bins, count_bins, predictions, error_sizes,
-            predictor_scores, lms, filters, lattice_runs, pixel, pixel_sizes, pixel_lms,
-            pixel_inputs, byte_base):  # pragma: no cover - compiled
+            rate, warmup, updates, scores, match, match_stats, weights, sets, context_rows, calibration, row_scores,
+            total_bins, count_bins, predictions, error_sizes, predictor_scores, lms, filters, lattice_runs, pixel,
+            pixel_sizes, pixel_lms, pixel_inputs, byte_base):  # pragma: no cover - compiled
     n_orders = context_rows.shape[1]
     n_dense = counts.shape[0]
     n_predictors = predictions.shape[1]
