@@ -3,10 +3,11 @@
 The network sees 512 bytes; a file repeats itself over far longer distances
 (XML tags, names, boilerplate). Beside the network, while coding a block:
 
-* **order-k context models** (k = 1, 2, 3, 4, 5, 6, 8, and the word being
-  written): for the last k bytes, counts of the byte that followed (order 1
-  and 2 indexed directly, the others by a hash with a 16-bit check; counts
-  halve at ``COUNT_LIMIT`` so they adapt);
+* **order-k context models** (k = 1, 2, 3, 4, 5, 6, 8, the word being
+  written and, in ``cm/v3``, that word with the one before): for the last k
+  bytes, counts of the byte that followed (order 1 and 2 indexed directly, the
+  others by a hash with a 16-bit check, in ``cm/v3`` into slotted rows of 16
+  (byte, count) pairs; counts halve at ``COUNT_LIMIT`` so they adapt);
 * a **match model**: the most recent earlier occurrence of the last
   ``MATCH_MIN`` bytes, predicting the byte that followed it; how often such
   predictions came true, counted per match-length bucket, sets its confidence.
@@ -14,14 +15,16 @@ The network sees 512 bytes; a file repeats itself over far longer distances
 Every model gives each of the 256 bytes an integer log-score in 1/256 nats: the
 network its logits; a context model the log of a calibrated probability (how
 often, in this order, a byte with that count in a context with that many
-counts came next: hits over trials per count bin and total bin, learned while
-coding); the match model ``256 ln(255 hits / misses)`` on its predicted byte.
-The mixer adds them with learned
+counts came next: hits over trials per count bin and total bin, in ``cm/v3``
+also by the number of different bytes seen, learned while coding); the match
+model ``256 ln(255 hits / misses)`` on its predicted byte. The mixer adds them with learned
 weights, a geometric mixture: ``logit(s) = sum_i w_i score_i(s)``, turned into
 the coder's frequencies like the network's own logits. After each byte the
 weights follow the gradient of its code length, ``w_i += lr (score_i(x) -
 E_p[score_i])``, with one weight vector per match-length bucket and number of
-contexts seen before (``cm/v2``, the default: plus one by the previous byte and one by the two before).
+contexts seen before (``cm/v2`` and ``cm/v3``: plus one by the previous byte and one by the two before).
+``cm/v3`` is the default for text and other files; the notes beside ``TEXT_MIXER`` say what each variant
+added and what it measured.
 Scores that are the same for every byte (an unseen context) change nothing.
 
 All rows of a block share the tables and weights, and all of them see what the
@@ -144,9 +147,13 @@ _BYTE_VECTORS = 256 + 65536  # by the previous byte, then by the two previous by
 # calgary news: cm/v2 0.2336 / 0.2431 / 0.2327 / 0.2680 / -; bigger hashed tables (dense, 2**18 rows)
 # 0.2311 / 0.2417 / 0.2319; + the word pair 0.2301 / 0.2405 / 0.2316; slotted tables instead 0.2266 / 0.2385 /
 # 0.2302; + distinct-byte cells 0.2258 / 0.2379 / 0.2295 / - / 0.2538; rate 512 0.2241 / 0.2371 / 0.2292 /
-# 0.2574 / 0.2524; + the warm-up 0.2239 / - / 0.2278 / 0.2571. Tried and left: orders 7, 12, 16 beside
+# 0.2574 / 0.2524; + the warm-up 0.2239 / 0.2364 / 0.2278 / 0.2571 / 0.2519; matches from 12 bytes of context
+# instead of 6 (the order-8 context covers short repeats) 0.2235 / 0.2357 / 0.2266 / 0.2567 / 0.2513 (8: 0.2237 /
+# 0.2361 / 0.2269; 16: 0.2237 / 0.2357 / 0.2262; 24: 0.2243 / 0.2364 / 0.2263). Tried and left: orders 7, 12, 16 beside
 # these (0.2272, 0.2263, 0.2280), 32 slots (0.2260, twice the memory), 4 ways (0.2267), decaying the other
-# counts of a context when a byte is seen (0.2257-0.2261), the byte vectors' rate 1/2 or 1/8 (no gain).
+# counts of a context when a byte is seen (0.2257-0.2261), the byte vectors' rate 1/2 or 1/8 (no gain), a run
+# model per slotted context (the byte that followed it last, trusted by how many times in a row: 0.2253 on the
+# megabyte, worse), leaving order 5 out (0.2249).
 TEXT_MIXER = "cm/v3"
 DEFAULT_MIXER = TEXT_MIXER  # what byte files are mixed with unless a front end names its own
 _WORD_PAIR = 100  # cm/v3's context of the current word and the word before it
@@ -158,6 +165,7 @@ _SLOT_BITS = 19
 _DISTINCT_BUCKETS = 4  # 1, 2, 3-4, 5+ different bytes seen after a context (0 counts as 1)
 _SLOTTED_RATE = 512
 _RATE_WARMUP = 128
+_SLOTTED_MATCH_MIN = 12  # the order-8 context covers shorter repeats
 VARIANTS = {MIXER: ORDERS, TEXT_MIXER_V2: ORDERS, TEXT_MIXER: _TEXT_ORDERS,
             IMAGE_MIXER_V1: _IMAGE_ORDERS, COLOUR_MIXER_V1: _COLOUR_ORDERS,
             IMAGE_MIXER: _IMAGE_ORDERS, COLOUR_MIXER: _COLOUR_ORDERS,
@@ -208,7 +216,8 @@ def digest(variant: str = MIXER) -> str:
     if variant in _SLOTTED:
         h.update(json.dumps({"slots": _SLOTS, "slot_bits": _SLOT_BITS, "ways": 2, "dense_orders": [1, 2],
                              "distinct_buckets": [1, 2, 4], "rate": _SLOTTED_RATE, "warmup": _RATE_WARMUP,
-                             "word_pair": "lower-cased letters of two words"}).encode())
+                             "word_pair": "lower-cased letters of two words",
+                             "match_min": _SLOTTED_MATCH_MIN}).encode())
     if variant == AUDIO_MIXER_V1:
         h.update(json.dumps({"predictors": _FIXED_PREDICTORS + 1, "floor": _AUDIO_FLOOR, "taps": _LMS_TAPS,
                              "step": _LMS_STEP, "limit": _LMS_LIMIT}).encode())
@@ -274,6 +283,7 @@ class ContextMixer:
         self.hash_bits = _SLOT_BITS if slotted else TABLE_BITS
         self.distinct_cells = slotted
         self.rate, self.warmup = (_SLOTTED_RATE, _RATE_WARMUP) if slotted else (LEARNING_RATE, 0)
+        self.match_min = _SLOTTED_MATCH_MIN if slotted else MATCH_MIN
         # per order, row-total bin (by distinct bytes seen, cm/v3) and count bin: how often a byte with that
         # count came next (hits, trials)
         self.calibration = np.zeros((n, _DISTINCT_BUCKETS * BINS, BINS, 2), dtype=np.int64)
@@ -337,7 +347,7 @@ class ContextMixer:
                 self.pixel, self.pixel_sizes, self.pixel_lms, self.pixel_inputs, self.byte_base)
         self.steps += 1
         if self.use_match:
-            _find_matches(self.history, self.steps, self.rows, self.match, self.match_table)
+            _find_matches(self.history, self.steps, self.rows, self.match, self.match_table, self.match_min)
 
     def retain(self, rows: np.ndarray) -> None:
         for name in ("rows", "context_rows", "match", "sets", "network", "mixed", "coder_weights", "row_scores",
@@ -915,23 +925,23 @@ def _pixel_update(x, bucket, predictions, sizes, lms, inputs):  # pragma: no cov
 
 
 @njit(cache=True, nogil=True)
-def _match_hash(history, row, t):  # pragma: no cover - compiled
+def _match_hash(history, row, t, length):  # pragma: no cover - compiled
     h = np.uint64(0)
-    for i in range(1, MATCH_MIN + 1):
+    for i in range(1, length + 1):
         h = (h + np.uint64(history[row, t - i]) + np.uint64(1)) * np.uint64(0x9E3779B97F4A7C15)
     return np.int64(h >> np.uint64(64 - MATCH_BITS))
 
 
 @njit(cache=True, nogil=True)
-def _find_matches(history, t, rows, match, match_table):  # pragma: no cover - compiled
-    """After step t-1: rows without a match look up the last MATCH_MIN bytes (entries of earlier steps only,
+def _find_matches(history, t, rows, match, match_table, least):  # pragma: no cover - compiled
+    """After step t-1: rows without a match look up the last ``least`` bytes (entries of earlier steps only,
     so the byte a match predicts is known), then every row records where its context occurs."""
-    if t < MATCH_MIN:
+    if t < least:
         return
     for b in range(rows.shape[0]):
         if match[b, 0] > 0:
             continue
-        entry = match_table[_match_hash(history, rows[b], t)]
+        entry = match_table[_match_hash(history, rows[b], t, least)]
         if entry == 0:
             continue
         other, pos = (entry - 1) >> 32, (entry - 1) & 0xFFFFFFFF
@@ -939,7 +949,7 @@ def _find_matches(history, t, rows, match, match_table):  # pragma: no cover - c
         while length < MATCH_VERIFY and length < pos and length < t and history[other, pos - 1 - length] == \
                 history[rows[b], t - 1 - length]:
             length += 1
-        if length >= MATCH_MIN:
+        if length >= least:
             match[b, 0], match[b, 1], match[b, 2] = length, other, pos
     for b in range(rows.shape[0]):
-        match_table[_match_hash(history, rows[b], t)] = (rows[b] << 32 | t) + 1
+        match_table[_match_hash(history, rows[b], t, least)] = (rows[b] << 32 | t) + 1

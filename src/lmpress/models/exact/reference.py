@@ -163,7 +163,7 @@ MIX_WEIGHT_BITS, LEARNING_RATE, LEARNING_SHIFT = 16, 1024, 10
 BYTE_WEIGHT_SHIFT = 2  # cm/v2: weight vectors by the previous byte and the two before, added; rate / 4
 # cm/v3: orders 1 and 2 as above, the others (and a word-pair context, 100) in tables of SLOT_BITS-bit rows of SLOTS
 # (byte, count) pairs; calibration cells by distinct bytes seen too; the rate 512, more at first per weight vector
-WORD_PAIR, SLOTS, SLOT_BITS, V3_RATE, V3_WARMUP = 100, 16, 19, 512, 128
+WORD_PAIR, SLOTS, SLOT_BITS, V3_RATE, V3_WARMUP, V3_MATCH_MIN = 100, 16, 19, 512, 128, 12
 MIX_ORDERS_V3 = (1, 2, 3, 4, 5, 6, 8, 0, WORD_PAIR)
 MIXERS = ("cm/v1", "cm/v2", "cm/v3")
 RETAIN_EIGHTHS = 7  # the codec drops finished rows once 7/8 of the batch or fewer are left
@@ -210,6 +210,7 @@ class ReferenceMixer:
         self.slot_counts = np.zeros((*slotted, SLOTS), np.uint16)  # at most COUNT_LIMIT + 1
         self.calibration = np.zeros((n, 4 * BINS, BINS, 2), dtype=np.int64)  # hits, trials
         self.rate, self.warmup = (V3_RATE, V3_WARMUP) if self.v3 else (LEARNING_RATE, 0)
+        self.match_min = V3_MATCH_MIN if self.v3 else MATCH_MIN
         self.weights = np.zeros((LENGTH_BUCKETS * (n + 1), n + 2), dtype=np.int64)
         self.updates = np.zeros(len(self.weights), dtype=np.int64)
         self.weights[:, 0] = self.weights[:, n + 1] = 1 << MIX_WEIGHT_BITS  # the network, the match model
@@ -396,15 +397,15 @@ class ReferenceMixer:
 
     def match_hash(self, segment: int) -> int:
         h = 0
-        for i in range(1, MATCH_MIN + 1):
+        for i in range(1, self.match_min + 1):
             h = (h + int(self.history[segment, self.t - i]) + 1) * GOLDEN & MASK64
         return h >> (64 - MATCH_BITS)
 
     def find_matches(self) -> None:
-        """Rows without a match look up where their last MATCH_MIN bytes occurred before (entries of earlier
+        """Rows without a match look up where their last match_min bytes occurred before (entries of earlier
         steps only), then every row records its own context."""
         t = self.t
-        if t < MATCH_MIN:
+        if t < self.match_min:
             return
         for b, segment in enumerate(self.rows):
             st = self.state[b]
@@ -415,7 +416,7 @@ class ReferenceMixer:
             while (length < MATCH_VERIFY and length < pos and length < t
                    and self.history[other, pos - 1 - length] == self.history[segment, t - 1 - length]):
                 length += 1
-            if length >= MATCH_MIN:
+            if length >= self.match_min:
                 st["match"][:3] = [length, other, pos]
         for segment in self.rows:
             self.match_table[self.match_hash(segment)] = (segment, t)
