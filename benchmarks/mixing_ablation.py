@@ -12,7 +12,8 @@ payload bytes over input bytes (an archive adds its fixed header, trailer and fr
 * network alone, whole-file segments: 64 segments of ``segment_size`` bytes, the network's context
   carried across each segment by its ring KV cache;
 * + match model, + context orders 1-4, + orders 5, 6, 8 and the word (``cm/v1``), + weight vectors by the
-  previous byte (``cm/v2``, the default).
+  previous bytes (``cm/v2``); ``cm/v3``, the default (its parts, measured one by one on replayed logits, are in
+  the notes of ``lmpress/models/exact/mixer.py``).
 """
 
 from __future__ import annotations
@@ -34,7 +35,9 @@ VARIANTS = [  # (row name, chunk size: None = whole-file segments, mixer orders 
     ("+ match model", None, (), True, mixer.MIXER),
     ("+ orders 1-4", None, (1, 2, 3, 4), True, mixer.MIXER),
     ("+ orders 5, 6, 8, word (cm/v1)", None, mixer.ORDERS, True, mixer.MIXER),
-    ("+ weights by the previous byte (cm/v2, default)", None, mixer.ORDERS, True, mixer.TEXT_MIXER),
+    ("+ weights by the previous bytes (cm/v2)", None, mixer.ORDERS, True, mixer.TEXT_MIXER_V2),
+    ("slotted tables, word pair, ... (cm/v3, default)", None, mixer.VARIANTS[mixer.TEXT_MIXER], True,
+     mixer.TEXT_MIXER),
 ]
 
 

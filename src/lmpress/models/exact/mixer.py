@@ -678,7 +678,7 @@ def _update(symbols, network, coder_weights, total, history, t, rows, counts, sl
             else:
                 j, index = k - n_dense, context_rows[b, k]
                 _count_slots(slot_bytes[j, index], slot_counts[j, index], slot_totals[j], index, x, cal,
-                             count_bins)
+                             count_bins, 256)
             for cb in range(BINS):
                 if cal[cb, 1] > CALIBRATION_LIMIT:
                     cal[cb, 0] >>= 1
@@ -710,8 +710,9 @@ def _count_dense(c, x, cal, count_bins):  # pragma: no cover - compiled
 
 
 @njit(cache=True, nogil=True)
-def _count_slots(slot_bytes, slot_counts, totals, index, x, cal, count_bins):  # pragma: no cover - compiled
-    """The same for a slotted row: a byte not in a slot takes the first empty one or the smallest count's."""
+def _count_slots(slot_bytes, slot_counts, totals, index, x, cal, count_bins, alphabet):  # pragma: no cover
+    """The same for a slotted row (of an alphabet of that many symbols): a symbol not in a slot takes the first
+    empty one or the smallest count's."""
     used, slot, smallest = 0, -1, 0
     for i in range(_SLOTS):
         c = slot_counts[i]
@@ -722,7 +723,7 @@ def _count_slots(slot_bytes, slot_counts, totals, index, x, cal, count_bins):  #
                 slot = i
         if c < slot_counts[smallest]:
             smallest = i
-    cal[0, 1] += 256 - used
+    cal[0, 1] += alphabet - used
     if slot >= 0:
         cal[count_bins[slot_counts[slot]], 0] += 1
     else:
