@@ -8,7 +8,7 @@ import sys
 import lmpress
 from lmpress.bench.datasets import load_dataset
 from lmpress.bench.harness import run, user_file
-from lmpress.models.exact.mixer import IMAGE_MIXER
+from lmpress.models.exact.mixer import IMAGE_MIXER, TEXT_MIXER
 
 
 def test_classical_and_model_rows_on_tiny_data(tmp_path):
@@ -30,7 +30,7 @@ def test_classical_and_model_rows_on_tiny_data(tmp_path):
     assert model.raw_bytes == wiki.raw_bytes
     assert by[("image", "PNG", "unchunked")].raw_bytes == image.raw_bytes
     whole = by[("wiki", "lmpress:default", "unchunked")]  # default settings: whole file, context mixing
-    assert whole.settings["arithmetic"]["name"].endswith("+cm/v2") and whole.raw_bytes == wiki.raw_bytes
+    assert whole.settings["arithmetic"]["name"].endswith("+" + TEXT_MIXER) and whole.raw_bytes == wiki.raw_bytes
     assert whole.compressed_bytes == sum(len(lmpress.compress(item.view, "default")) for item in wiki.items)
     # images as users have them: PGM files through the front end (stripes, the image mixer), rate over pixels
     photo = by[("image", "lmpress:default", "unchunked")]
