@@ -220,6 +220,16 @@ def test_format_2_archives_still_decode(archive):
     assert lmpress.decompress(blob) == (DATA / "format2.txt").read_bytes()
 
 
+def test_archives_of_the_previous_default_mixer_still_decode():
+    """An archive made with default settings by the lmpress whose default mixer was cm/v2 (commit 4528dc2,
+    tests/data/cm-v2.lmpz), decoded by today's code, whose default is cm/v3."""
+    data = b"".join(f'<row id="{i}"><name>item {i * 7 % 13}</name><note>{"seen" if i % 3 else "new"}</note></row>\n'
+                    .encode() for i in range(120))
+    blob = (DATA / "cm-v2.lmpz").read_bytes()
+    assert ArchiveReader(io.BytesIO(blob)).header.arithmetic["name"] == "exact-int/v1+cm/v2"
+    assert lmpress.decompress(blob) == data
+
+
 def test_stored_block_with_a_wrong_length_is_refused():
     blob = bytearray(lmpress.compress(os.urandom(300)))
     reader = ArchiveReader(io.BytesIO(bytes(blob)))
