@@ -132,29 +132,30 @@ _AUDIO = {AUDIO_MIXER_V1: (((_LMS_TAPS, _LMS_STEP, 0),), 0, False),
 TEXT_MIXER_V2 = "cm/v2"
 _BYTE_WEIGHT_SHIFT = 2
 _BYTE_VECTORS = 256 + 65536  # by the previous byte, then by the two previous bytes
-# The third text variant (``cm/v3``, the default after cm/v2). A file of a megabyte has far more order-3+
-# contexts than cm/v2's 65536 rows of 256 counts, so long contexts kept evicting each other. cm/v3 keeps the
-# contexts of order 3 and up in *slotted* tables: 2**_SLOT_BITS rows of _SLOTS (byte, count) pairs (most
-# long contexts are followed by a few bytes; a new byte takes the slot of the smallest count), a context in
-# either row of a pair (index, index ^ 1), else it takes the one with fewer counts. Eight times the
-# rows in less memory (28 MB per order against 32 MB), and the bytes never seen in a context (most of them) cost
-# nothing: adding the
-# same score to every byte changes no probability. Beside that: a context of the current word and the word
-# before it (letters lower-cased); the calibration cells split by how many different bytes followed the
-# context (1, 2, 3-4, 5+: a context always followed by one byte is surer than one of many with the same
-# counts); the learning rate 512 and, per weight vector, four times that at first (rate + 3 rate
-# _RATE_WARMUP / (_RATE_WARMUP + updates)). Replayed on the same text-800k logits
-# (benchmarks/mixer_replay.py): the last 1 MB / 256 KiB of the held-out enwik8 head, enwik5, calgary book1,
-# calgary news: cm/v2 0.2336 / 0.2431 / 0.2327 / 0.2680 / -; bigger hashed tables (dense, 2**18 rows)
-# 0.2311 / 0.2417 / 0.2319; + the word pair 0.2301 / 0.2405 / 0.2316; slotted tables instead 0.2266 / 0.2385 /
-# 0.2302; + distinct-byte cells 0.2258 / 0.2379 / 0.2295 / - / 0.2538; rate 512 0.2241 / 0.2371 / 0.2292 /
-# 0.2574 / 0.2524; + the warm-up 0.2239 / 0.2364 / 0.2278 / 0.2571 / 0.2519; matches from 12 bytes of context
-# instead of 6 (the order-8 context covers short repeats) 0.2235 / 0.2357 / 0.2266 / 0.2567 / 0.2513 (8: 0.2237 /
-# 0.2361 / 0.2269; 16: 0.2237 / 0.2357 / 0.2262; 24: 0.2243 / 0.2364 / 0.2263). Tried and left: orders 7, 12, 16 beside
-# these (0.2272, 0.2263, 0.2280), 32 slots (0.2260, twice the memory), 4 ways (0.2267), decaying the other
-# counts of a context when a byte is seen (0.2257-0.2261), the byte vectors' rate 1/2 or 1/8 (no gain), a run
-# model per slotted context (the byte that followed it last, trusted by how many times in a row: 0.2253 on the
-# megabyte, worse), leaving order 5 out (0.2249).
+# The third text variant (``cm/v3``, the default after cm/v2). A file of a megabyte has far more order-3+ contexts
+# than cm/v2's 65536 rows of 256 counts, so long contexts kept evicting each other. cm/v3 keeps the contexts of
+# order 3 and up in *slotted* tables: 2**_SLOT_BITS rows of _SLOTS (byte, count) pairs (most long contexts are
+# followed by a few bytes; a new byte takes the slot of the smallest count), a context in either row of a pair
+# (index, index ^ 1), else it takes the one with fewer counts. Eight times the rows in less memory (28 MB per order
+# against 32 MB), and the bytes never seen in a context (most of them) cost nothing: adding the same score to every
+# byte changes no probability. Beside that: a context of the current word and the word before it (letters
+# lower-cased); the calibration cells split by how many different bytes followed the context (1, 2, 3-4, 5+: a
+# context always followed by one byte is surer than one of many with the same counts); the learning rate 512 and,
+# per weight vector, four times that at first (rate + 3 rate _RATE_WARMUP / (_RATE_WARMUP + updates)). Replayed on
+# the same text-800k logits (benchmarks/mixer_replay.py): the last 1 MB / 256 KiB of the held-out enwik8 head,
+# enwik5, calgary book1, calgary news (the last two in text-800k's training split): cm/v2 0.2336 / 0.2431 / 0.2327 /
+# 0.2680 / -; bigger hashed tables (dense, 2**18 rows) 0.2311 / 0.2417 / 0.2319; + the word pair 0.2301 / 0.2405 /
+# 0.2316; slotted tables instead 0.2266 / 0.2385 / 0.2302; + distinct-byte cells 0.2258 / 0.2379 / 0.2295 / - /
+# 0.2538; rate 512 0.2241 / 0.2371 / 0.2292 / 0.2574 / 0.2524; + the warm-up 0.2239 / 0.2364 / 0.2278 / 0.2571 /
+# 0.2519; matches from 12 bytes of context instead of 6 (the order-8 context covers short repeats) 0.2235 / 0.2357 /
+# 0.2266 / 0.2567 / 0.2513 (8: 0.2237 / 0.2361 / 0.2269; 16: 0.2237 / 0.2357 / 0.2262; 24: 0.2243 / 0.2364 /
+# 0.2263). Tried and left: orders 7, 12, 16 beside these (0.2272, 0.2263, 0.2280), 32 slots (0.2260, twice the
+# memory), 4 ways (0.2267), decaying the other counts of a context when a byte is seen (0.2257-0.2261), the byte
+# vectors' rate 1/2 or 1/8 (no gain), a run model per slotted context (the byte that followed it last, trusted by
+# how many times in a row: 0.2253 on the megabyte, worse), leaving order 5 out (0.2249), a secondary estimation of
+# the most likely byte's probability by the two previous bytes (0.2262 / 0.2354 on enwik5 / 256 KiB against 0.2266 /
+# 0.2357: too little for its state), weight vectors by the network's confidence (its two best logits' margin; no
+# gain), halving slotted counts at 60 or 250 (no change).
 TEXT_MIXER = "cm/v3"
 DEFAULT_MIXER = TEXT_MIXER  # what byte files are mixed with unless a front end names its own
 _WORD_PAIR = 100  # cm/v3's context of the current word and the word before it
