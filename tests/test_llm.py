@@ -183,3 +183,34 @@ def test_one_block_on_two_cores_gives_the_same_archive(smollm2, wiki):
 
 def test_retain_keeps_the_remaining_sequences(smollm2, retain_check):
     retain_check(smollm2, steps=4, drop_after=2, atol=0)
+
+
+def test_token_mixer_follows_a_repeat_in_another_row():
+    """Row 1 repeats tokens that row 0 coded earlier: once the token match has run a while, the repeated token
+    gets most of the mass, whatever the LLM thinks of random tokens (alone it gives them ~1e-5)."""
+    from lmpress.coding import entropy
+    from lmpress.models.exact import token_mixer
+
+    predictor = load_predictor("smollm2-135m", mix=token_mixer.TOKEN_MIXER)
+    assert predictor.arithmetic["name"].endswith("+" + token_mixer.TOKEN_MIXER)
+    rng = np.random.default_rng(7)
+    tokens = rng.integers(0, 40000, 200)
+    rows = np.stack([tokens, np.concatenate([rng.integers(0, 40000, 60), tokens[:140]])])
+    weights, repeated = predictor.begin(2), []
+    for t in range(rows.shape[1]):
+        if t >= 100:  # 40 tokens into the repeat: the mixer has learned to trust the match
+            repeated.append((weights[1, rows[1, t]] + 1) / entropy.TOTAL)
+        weights = predictor.advance(rows[:, t])
+    assert np.mean(np.array(repeated) > 0.5) > 0.8, repeated
+    assert predictor.mixer.match[1, 0] > 100  # the match length it reached
+
+
+def test_token_mixer_round_trip(wiki):
+    """An archive of SmolLM2 mixed with the token mixer: its arithmetic recorded, decoded bit for bit (rows of
+    different token counts: the codec drops finished rows, and the mixer with them)."""
+    data = wiki[:700] + tricky_bytes() + wiki[:300]
+    blob = lmpress.compress(data, "smollm2-135m", chunk_size=200, mix="tm/v1", workers=2)
+    assert b'"exact-int/v2+tm/v1"' in blob[:600]
+    assert lmpress.decompress(blob) == data
+    with pytest.raises(LmpressError, match="tm/v1"):
+        load_predictor("smollm2-135m", precision="float32", mix="tm/v1")

@@ -368,8 +368,10 @@ def segment_size(length: int | None, block_chunks: int = DEFAULT_BLOCK_CHUNKS) -
 
 
 def default_chunk_size(predictor: Predictor, length: int | None, block_chunks: int) -> int:
-    """Mixed byte models code whole-file segments; the network alone and LLMs code the studies' chunks."""
-    return segment_size(length, block_chunks) if predictor.mixer is not None else DEFAULT_CHUNK_SIZE
+    """Mixed byte models code whole-file segments; the network alone and LLMs (mixed or not: their context
+    is the chunk, or a window given with ``--window``) code the studies' chunks."""
+    byte_model = isinstance(predictor.vocab, ByteVocabulary)
+    return segment_size(length, block_chunks) if byte_model and predictor.mixer is not None else DEFAULT_CHUNK_SIZE
 
 
 def check_chunking(chunk_size: int | None, block_chunks: int) -> None:

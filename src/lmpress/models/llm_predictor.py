@@ -25,12 +25,13 @@ import torch.nn.functional as F
 
 from lmpress.coding import entropy
 from lmpress.errors import LmpressError
-from lmpress.models.exact import ops
+from lmpress.models.exact import ops, token_mixer
 from lmpress.models.exact.llm_model import LLM_ARITHMETIC, RESIDUAL_BITS, ExactLLM
 from lmpress.models.llm import LLM, LLMConfig
 from lmpress.models.vocab import TokenVocabulary
 
 CACHE_FORMAT = "lmpress-llm-cache/1"
+MIX_BY_DEFAULT = False  # whether exact LLMs mix with the token mixer unless told (see the README's measurements)
 ATTENTION_SINKS = 4  # first positions kept in a windowed cache (see llm.py)
 
 
@@ -99,8 +100,10 @@ class LLMPredictor:
     """Steps a batch of token sequences in lockstep with the LLM's KV caches."""
 
     def __init__(self, source: Path, name: str, window: int | None = None, precision: str = "float32",
-                 arithmetic: str = LLM_ARITHMETIC) -> None:
-        """``arithmetic``: with precision "exact", which exact arithmetic (an archive's, to decode it)."""
+                 arithmetic: str = LLM_ARITHMETIC, mix: bool | str | None = False) -> None:
+        """``arithmetic``: with precision "exact", which exact arithmetic (an archive's, to decode it).
+        ``mix``: the token mixer (``models/exact/token_mixer.py``; exact arithmetic only): True or its name
+        to mix, None for the LLMs' default (``MIX_BY_DEFAULT``), False for the LLM alone."""
         source = Path(source)
         if not source.exists():
             raise LmpressError(f"model {source} does not exist")
@@ -119,12 +122,23 @@ class LLMPredictor:
         self.precision = precision
         self.llm = LLM(self.cfg, torch.load(cached / "weights.pt", weights_only=True), dtype)
         self.exact = ExactLLM(self.llm, arithmetic) if precision == "exact" else None
-        # float kernels (no id): the archive decodes on the kind of CPU that made it
-        self.arithmetic = {"name": arithmetic, "id": self.exact.digest()[:32]} if self.exact else None
-        self.mixer = None  # LLMs code tokens alone (the context mixer is byte-level)
         from tokenizers import Tokenizer
 
         self.vocab = TokenVocabulary(Tokenizer.from_file(str(cached / "tokenizer.json")))
+        if mix is None:
+            mix = MIX_BY_DEFAULT and self.exact is not None
+        if mix and (self.exact is None or mix not in (True, token_mixer.TOKEN_MIXER)):
+            raise LmpressError(f"LLMs mix with {token_mixer.TOKEN_MIXER}, in exact arithmetic (not {mix!r} with "
+                               f"precision {precision})")
+        self.mixer = (token_mixer.TokenMixer(entropy.TOTAL, self.exact.logit_exp, self.cfg.vocab_size)
+                      if mix and self.exact is not None else None)
+        # float kernels (no id): the archive decodes on the kind of CPU that made it
+        self.arithmetic = None
+        if self.exact is not None and self.mixer is None:
+            self.arithmetic = {"name": arithmetic, "id": self.exact.digest()[:32]}
+        elif self.exact is not None:
+            self.arithmetic = {"name": f"{arithmetic}+{token_mixer.TOKEN_MIXER}",
+                               "id": token_mixer.mixed_id(self.exact.digest())[:32]}
         self.bos = meta["bos"]
         self.architecture = meta["architecture"]
         if window is not None and window <= ATTENTION_SINKS:
@@ -147,6 +161,7 @@ class LLMPredictor:
             "tokenizer": self.vocab.kind,
             "window": self.window,
             "precision": self.precision,
+            "mixer": token_mixer.TOKEN_MIXER if self.mixer is not None else None,
             "stored_bytes": sum(p.stat().st_size for p in source_files(self.source)),
         }
 
@@ -155,10 +170,12 @@ class LLMPredictor:
         return torch.softmax(self.llm.step(tokens, self._caches), dim=-1).numpy()
 
     def _exact_weights(self, vectors: np.ndarray) -> np.ndarray:
-        """Coder weights (int64) after feeding integer input vectors to the exact model."""
+        """Coder weights (int64) after feeding integer input vectors to the exact model (and the mixer)."""
         assert self.exact is not None and self._caches is not None
-        return ops.frequencies_from_logits(self.exact.step(vectors, self._caches), self.exact.logit_exp,
-                                           entropy.TOTAL)
+        logits = self.exact.step(vectors, self._caches)
+        if self.mixer is not None:
+            return self.mixer.mix(logits)
+        return ops.frequencies_from_logits(logits, self.exact.logit_exp, entropy.TOTAL)
 
     def code_length(self, chunks: list[bytes], prefix: torch.Tensor | None = None) -> torch.Tensor:
         """Bits of each chunk's tokens (escaped bytes: the escape token plus 8 bits)."""
@@ -188,6 +205,8 @@ class LLMPredictor:
             raise LmpressError("the soft prompt does not fit in the attention window")
         if self.exact is not None:
             self._caches = self.exact.new_cache(batch, self.window, ATTENTION_SINKS)
+            if self.mixer is not None:
+                self.mixer.begin(batch)
             weights = self._exact_weights(self.exact.embed[np.full(batch, self.bos)])
             for vector in prefix:  # float32 vectors to fixed point: one IEEE rounding, the same everywhere
                 fixed = ops.to_fixed(vector, RESIDUAL_BITS)
@@ -202,6 +221,8 @@ class LLMPredictor:
     @torch.no_grad()
     def advance(self, symbols: np.ndarray) -> np.ndarray:
         if self.exact is not None:
+            if self.mixer is not None:
+                self.mixer.update(symbols)
             return self._exact_weights(self.exact.embed[np.asarray(symbols, dtype=np.int64)])
         return self._probabilities(torch.from_numpy(np.asarray(symbols, dtype=np.int64)))
 
@@ -210,6 +231,8 @@ class LLMPredictor:
         if self.exact is not None:
             for cache in self._caches:
                 cache.retain(np.asarray(rows, dtype=np.int64))
+            if self.mixer is not None:
+                self.mixer.retain(np.asarray(rows, dtype=np.int64))
             return
         index = torch.from_numpy(np.asarray(rows, dtype=np.int64))
         for cache in self._caches:

@@ -108,9 +108,9 @@ def load_predictor(name: str, window: int | None = None, precision: str | None =
     format-1 archives) or "bfloat16" (LLM weight matmuls). An archive records
     which one made it; an exact arithmetic by the name an archive records
     ("exact-int/v1", ...) builds that one (to decode archives of earlier ones).
-    ``mix``: mix the network with context and match models (``models/exact/mixer.py``); None: wherever
-    it applies (exact byte models), False: the network alone (the studies' protocol); a mixer's name
-    (``mixer.VARIANTS``): that mixer.
+    ``mix``: mix the network with context and match models (``models/exact/mixer.py``; for LLMs the token
+    mixer, ``models/exact/token_mixer.py``); None: wherever it applies by default (exact byte models), False:
+    the network alone (the studies' protocol); a mixer's name (``mixer.VARIANTS``, ``tm/v1``): that mixer.
     """
     return _load(name, window, precision or default_precision(name), mix)
 
@@ -127,11 +127,9 @@ def _load(name: str, window: int | None, precision: str, mix: bool | str | None)
     if precision.startswith("exact-int/"):  # an archive's exact arithmetic, by name (byte models have one:
         precision, arithmetic = "exact", precision  # the archive's check of name and id refuses any other)
     if is_llm(name):
-        if mix:
-            raise LmpressError("context mixing applies to byte models (LLMs code tokens)")
         source = LLMS[canonical]() if canonical in LLMS else path
         return LLMPredictor(source, canonical if canonical in LLMS else str(path), window, precision,
-                            arithmetic or LLM_ARITHMETIC)
+                            arithmetic or LLM_ARITHMETIC, mix)
     if window is not None:
         raise LmpressError("--window applies to pretrained LLMs only (byte models have a fixed attention span)")
     if canonical in SHIPPED:
