@@ -58,8 +58,8 @@ ORDERS = (1, 2, 3)  # contexts of the last k tokens
 SLOTS = mixer._SLOTS
 SLOT_BITS = 18  # rows per order's slotted table
 MATCH_MIN = 4  # tokens of context that start a match (~16 bytes of text)
-MATCH_BITS = 18
-MATCH_VERIFY = 16
+MATCH_BITS = mixer.MATCH_BITS  # the table of mixer._find_matches, which finds token matches too
+MATCH_VERIFY = mixer.MATCH_VERIFY
 RATE = 512
 WARMUP = 128
 INITIAL_CONTEXT_WEIGHT = 1 << (WEIGHT_BITS - 4)
@@ -138,7 +138,7 @@ class TokenMixer:
                 self.slot_counts, self.match, self.match_stats, self.weights, self.updates, self.sets,
                 self.context_rows, self.calibration, self.row_scores, self.total_bins, self.count_bins)
         self.steps += 1
-        _find_matches(self.history, self.steps, self.rows, self.match, self.match_table)
+        mixer._find_matches(self.history, self.steps, self.rows, self.match, self.match_table, MATCH_MIN)
 
     def retain(self, rows: np.ndarray) -> None:
         for name in ("rows", "context_rows", "match", "sets", "network", "coder_weights", "row_scores",
@@ -257,34 +257,3 @@ def _update(symbols, network, coder_weights, total, vocabulary, history, t, rows
                 match[b, 2] += 1
             else:
                 match[b, 0] = 0
-
-
-@njit(cache=True, nogil=True)
-def _match_hash(history, row, t):  # pragma: no cover - compiled
-    h = np.uint64(0)
-    for i in range(1, MATCH_MIN + 1):
-        h = (h + np.uint64(history[row, t - i]) + np.uint64(1)) * np.uint64(0x9E3779B97F4A7C15)
-    return np.int64(h >> np.uint64(64 - MATCH_BITS))
-
-
-@njit(cache=True, nogil=True)
-def _find_matches(history, t, rows, match, match_table):  # pragma: no cover - compiled
-    """After step t-1: rows without a match look up their last MATCH_MIN tokens (entries of earlier steps
-    only, so the token a match predicts is known), then every row records where its context occurs."""
-    if t < MATCH_MIN:
-        return
-    for b in range(rows.shape[0]):
-        if match[b, 0] > 0:
-            continue
-        entry = match_table[_match_hash(history, rows[b], t)]
-        if entry == 0:
-            continue
-        other, pos = (entry - 1) >> 32, (entry - 1) & 0xFFFFFFFF
-        length = 0
-        while length < MATCH_VERIFY and length < pos and length < t and history[other, pos - 1 - length] == \
-                history[rows[b], t - 1 - length]:
-            length += 1
-        if length >= MATCH_MIN:
-            match[b, 0], match[b, 1], match[b, 2] = length, other, pos
-    for b in range(rows.shape[0]):
-        match_table[_match_hash(history, rows[b], t)] = (rows[b] << 32 | t) + 1
