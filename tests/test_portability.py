@@ -82,3 +82,31 @@ def test_smollm2_archives_identical_and_decodable_across_code_paths(sample):
     for path in ("avx2", "2 threads"):
         r = lmpress(["-d", "-c", "-q", "-"], path, archives["native"])
         assert r.returncode == 0 and r.stdout == data, (path, r.stderr.decode())
+
+
+_PRODUCTS = """
+import numpy as np, torch
+from lmpress.models.exact import products
+rng = np.random.default_rng(5)
+for rows, k_in, n_out in [(32, 128, 192), (7, 512, 128), (64, 128, 256)]:
+    w = rng.integers(-127, 128, (k_in, n_out)).astype(np.int8)
+    w[:, 0], w[:, 1] = 127, -127  # columns where int16 pair sums saturate against the row of 127s
+    q = rng.integers(-127, 128, (rows, k_in)).astype(np.int8)
+    q[0] = 127
+    exact = q.astype(np.int64) @ w.astype(np.int64)
+    assert np.array_equal(np.asarray(products.Int8Matrix(w, 127).product(q)).astype(np.int64), exact)
+    int_mm = torch._int_mm(torch.from_numpy(q), torch.from_numpy(w)).numpy().astype(np.int64)
+    assert np.array_equal(int_mm, exact) or not products.int_mm_exact(rows, k_in, n_out, 127)
+    print(rows, k_in, n_out, "int_mm exact:", products.int_mm_exact(rows, k_in, n_out, 127))
+print("ok")
+"""
+
+
+@pytest.mark.parametrize("code_path", ["native", "sse4", "avx2"])
+def test_int8_products_exact_on_every_code_path(code_path):
+    """Full-range int8 weight products give the exact integers whichever kernel ``products`` picks, and its
+    probe refuses ``torch._int_mm`` wherever that kernel is not exact (oneDNN's int16 pair sums without VNNI)."""
+    env = {**os.environ, **CODE_PATHS[code_path]}
+    run = subprocess.run([sys.executable, "-c", _PRODUCTS], env=env, capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.endswith("ok\n")

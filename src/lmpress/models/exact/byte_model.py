@@ -17,8 +17,8 @@ integers (``ops.py``), so encoder and decoder agree on any CPU:
 * GELU by an integer table; logits at 8 bits; frequencies by the exp table
   (``ops.frequencies_from_logits``).
 
-Weight matmuls are float32 BLAS on int8-valued operands, exact in any order
-(``ops.exact_matmul``). ``numpy_reference.py`` is an independent plain-numpy
+Weight matmuls multiply int8 values exactly, in float32 BLAS or int32 kernels
+(``products.py``). ``reference.py`` is an independent plain-numpy
 implementation of the same definition, used to prove it.
 """
 
@@ -174,13 +174,13 @@ class ExactByteModel:
         slot = pos % cfg.attn_span
         cos, sin = self.rotary.at(pos)
         x = np.array(x, dtype=np.int64)  # the residual stream, updated in place
-        q8 = np.empty((b, x.shape[1]), dtype=np.float32)
+        q8 = np.empty((b, x.shape[1]), dtype=np.int8)
         row_scale = np.empty(b, dtype=np.int64)
         q = np.empty((b, n_q, hd), dtype=np.int32)  # int8 values, as the attention kernel takes them
         q_amax = np.empty((b, n_q), dtype=np.int64)
         attended = np.empty((b, n_kv, n_q // n_kv, hd), dtype=np.int64)
         hidden = np.empty((b, self.layers[0].up.weight.shape[1]), dtype=np.int64)
-        hidden8 = np.empty(hidden.shape, dtype=np.float32)
+        hidden8 = np.empty(hidden.shape, dtype=np.int8)
         amax = np.empty(b, dtype=np.int64)
         limit = GELU_LIMIT << HIDDEN_BITS
         for i, layer in enumerate(self.layers):
@@ -188,7 +188,7 @@ class ExactByteModel:
             k_amax, v_amax = cache.k_amax[i, part], cache.v_amax[i, part]
             k.norm_quantize_rows(x, q8, row_scale, ops.ROW_BITS)
             lin = layer.qkv
-            k.qkv_step(np.matmul(q8, lin.weight), lin.multiplier, row_scale, ops.PRE_SHIFT, lin.shift, QKV_LIMIT,
+            k.qkv_step(lin.product(q8), lin.multiplier, row_scale, ops.PRE_SHIFT, lin.shift, QKV_LIMIT,
                        NO_HEAD_NORM, cos, sin, ROPE_BITS, n_q, n_kv, q, q_amax, keys, k_amax, values, v_amax, slot)
             k.attention(q.reshape(b, n_kv, n_q // n_kv, hd), q_amax.reshape(b, n_kv, -1), keys, k_amax, values,
                         v_amax, min(pos + 1, cfg.attn_span), ROW_MUL_SHIFT, SCORE_SHIFT, MUL_SHIFT,
@@ -197,17 +197,17 @@ class ExactByteModel:
             self._add(layer.out, q8, ops.fixed_row_scale(amax, QKV_BITS, ops.ACT_MAX), x)
             k.norm_quantize_rows(x, q8, row_scale, ops.ROW_BITS)
             lin = layer.up
-            k.rescale_gelu(np.matmul(q8, lin.weight), lin.multiplier, row_scale, ops.PRE_SHIFT, lin.shift,
+            k.rescale_gelu(lin.product(q8), lin.multiplier, row_scale, ops.PRE_SHIFT, lin.shift,
                            self.gelu, limit, hidden)
             k.quantize_rows(hidden, hidden8, amax)
             self._add(layer.down, hidden8, ops.fixed_row_scale(amax, HIDDEN_BITS), x)
         k.norm_quantize_rows(x, q8, row_scale, ops.ROW_BITS)
         logits = np.empty((b, self.head.weight.shape[1]), dtype=np.int64)
-        k.rescale(np.matmul(q8, self.head.weight), self.head.multiplier, row_scale, ops.PRE_SHIFT, self.head.shift,
+        k.rescale(self.head.product(q8), self.head.multiplier, row_scale, ops.PRE_SHIFT, self.head.shift,
                   logits)
         return logits
 
     @staticmethod
     def _add(lin: ops.IntLinear, q8: np.ndarray, row_scale: np.ndarray, residual: np.ndarray) -> None:
-        k.rescale_add(np.matmul(q8, lin.weight), lin.multiplier, row_scale, ops.PRE_SHIFT, lin.shift, residual,
+        k.rescale_add(lin.product(q8), lin.multiplier, row_scale, ops.PRE_SHIFT, lin.shift, residual,
                       RESIDUAL_LIMIT)

@@ -44,6 +44,7 @@ def attention(q, q_amax, k_cache, k_amax, v_cache, v_amax, n, row_mul_shift, sco
     dots = np.empty(n, dtype=np.int32)
     scores = np.empty(n, dtype=np.int64)
     pav = np.empty(n, dtype=np.int64)
+    index = np.empty(n, dtype=np.int32)
     weights = np.empty((g_n, n), dtype=np.int16)  # at most 2**WEIGHT_BITS
     peaks = np.empty(g_n, dtype=np.int64)
     totals = np.empty(g_n, dtype=np.int64)
@@ -74,9 +75,11 @@ def attention(q, q_amax, k_cache, k_amax, v_cache, v_amax, n, row_mul_shift, sco
                 # shifted gaps from ``cap`` on index the table's last entry (0): clamping them there changes no
                 # index and keeps gap * row_mul within int64 for any scores
                 cap = ((np.int64(last) << mul_shift) + row_mul - 1) // max(row_mul, 1)
-                for j in range(n):
+                for j in range(n):  # the table indices alone: this loop vectorizes, the lookups do not
                     gap = min((top - scores[j]) >> score_shift, cap)
-                    pav[j] = exp_table[min((gap * row_mul) >> mul_shift, last)]
+                    index[j] = min((gap * row_mul) >> mul_shift, last)
+                for j in range(n):
+                    pav[j] = exp_table[index[j]]
                 total = np.int64(0)
                 peak = np.int64(1)
                 for j in range(n):

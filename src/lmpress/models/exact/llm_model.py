@@ -19,10 +19,8 @@ byte model's (``byte_model.py``, ``ops.py``, ``kernels.py``), with what LLMs add
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import json
-import time
 
 import numpy as np
 import torch
@@ -100,27 +98,6 @@ class _Rows:
 LLM_WEIGHT_MAX = 63
 
 
-@functools.cache
-def int_mm_is_fast() -> bool:
-    """Whether ``torch._int_mm`` beats a float32 matmul of the same int8 values (numpy's BLAS) on this CPU.
-    It runs on VNNI / AMX kernels where the CPU has them, and on a slow path elsewhere (measured on an AMD
-    EPYC with AVX2 only, one thread, 32 x 576 @ 576 x 1536: 42 ms against 1.3 ms in float32)."""
-    a = torch.ones((32, 576), dtype=torch.int8)
-    b = torch.ones((576, 1536), dtype=torch.int8)
-    af, bf = a.numpy().astype(np.float32), b.numpy().astype(np.float32)
-
-    def fastest(product) -> float:
-        product()
-        times = []
-        for _ in range(3):
-            start = time.perf_counter()
-            product()
-            times.append(time.perf_counter() - start)
-        return min(times)
-
-    return fastest(lambda: torch._int_mm(a, b)) < fastest(lambda: np.matmul(af, bf))
-
-
 class _Linear:
     """``IntLinear`` with its weights as a torch int8 matrix [in, out] for ``torch._int_mm``."""
 
@@ -129,22 +106,14 @@ class _Linear:
         if out_scale is not None:
             w = w * out_scale[:, None]
         self.lin = ops.IntLinear(w, out_bits, max_k=None, weight_max=LLM_WEIGHT_MAX)
-        self.weight = torch.from_numpy(self.lin.weight.astype(np.int8))
+        self.weight = self.lin.matrix.weight  # torch int8 [in, out]
         self.multiplier, self.shift = self.lin.multiplier, self.lin.shift
-        self._float_weight: np.ndarray | None = None  # the same integers as float32, made when first used
 
     def _product(self, q: np.ndarray) -> np.ndarray:
-        """int8 [rows, K] @ the int8 weights, as int32: by ``torch._int_mm``, or by a float32 matmul where that
-        is faster here and exact (every partial sum below 2**24: K * 128 * LLM_WEIGHT_MAX < 2**24) — the
-        same integers either way, so the choice never reaches an archive. The float32 product is numpy's
-        (OpenBLAS): on an AMD EPYC with AVX2, one thread, SmolLM2's head (16 x 576 @ 576 x 49152) took
-        18.7 ms against torch's 38.5 ms, a whole step's products 97 ms against 131 ms."""
-        k_in = self.weight.shape[0]
-        if k_in * 128 * LLM_WEIGHT_MAX >= 1 << 24 or int_mm_is_fast():
-            return torch._int_mm(torch.from_numpy(q), self.weight).numpy()
-        if self._float_weight is None:
-            self._float_weight = self.weight.numpy().astype(np.float32)
-        return np.matmul(q.astype(np.float32), self._float_weight).astype(np.int32)
+        """int8 [rows, K] @ the int8 weights, as int32 (``products.Int8Matrix``: ``torch._int_mm``, or a float32
+        matmul where that is faster here and exact; on an AMD EPYC with AVX2, one thread, SmolLM2's head
+        (16 x 576 @ 576 x 49152) took 18.7 ms in float32 against torch's 38.5 ms)."""
+        return self.lin.product(q).astype(np.int32, copy=False)
 
     def matmul(self, q: np.ndarray) -> np.ndarray:
         """q @ W exactly: int8 q in one product; 16-bit q (int64, |q| <= WIDE_MAX) as q = 256 hi + lo
@@ -279,8 +248,13 @@ class ExactLLM:
             cache.length += 1
         if rows.count() == 1:  # coding_threads holds BLAS to one thread already
             return self._layers(x, caches, position, slots)
-        with threadpool_limits(rows.count(), user_api="blas"):
-            return self._layers(x, caches, position, slots)
+        threads = torch.get_num_threads()
+        torch.set_num_threads(rows.count())  # for torch._int_mm (``products.py``)
+        try:
+            with threadpool_limits(rows.count(), user_api="blas"):
+                return self._layers(x, caches, position, slots)
+        finally:
+            torch.set_num_threads(threads)
 
     def _layers(self, x: np.ndarray, caches: list[ExactLayerCache], position: int, slots: list[int]) -> np.ndarray:
         """``step`` with every layer's cache slot taken."""

@@ -2,11 +2,11 @@
 
 The one rule: every number that decides a coder frequency is an integer, made
 by integer operations (add, multiply, shifts, floor division, max, table
-lookups). Weight matmuls run as float32 BLAS on integer-valued operands (int8
-values), which is exact whatever the kernel, SIMD width, thread count or
-summation order, as long as every partial sum stays below 2**24: a dot product
-of length K of int8 values is bounded by K * 127 * 127, so K <= 1040
-(``MAX_EXACT_K``).
+lookups). Weight matmuls multiply int8 values: as float32 BLAS, which is exact
+whatever the kernel, SIMD width, thread count or summation order as long as
+every partial sum stays below 2**24 (a dot product of length K of int8 values
+is bounded by K * 127 * 127, so K <= 1040: ``MAX_EXACT_K``), or in int32 where
+this CPU's int8 kernels are exact and faster (``products.py``).
 
 Fixed point: a tensor ``x`` "at f bits" stands for the real ``x / 2**f``.
 The row-wise definitions (the step runs them compiled, ``kernels.py``):
@@ -25,6 +25,7 @@ from __future__ import annotations
 import numpy as np
 
 from lmpress.models.exact.kernels import frequencies
+from lmpress.models.exact.products import Int8Matrix
 
 ACT_MAX = 127  # activations and weights at a matmul are integers in [-127, 127]
 ROW_BITS = 24  # fixed-point bits of a row scale (see ``IntLinear``)
@@ -78,6 +79,11 @@ class IntLinear:
         m_bits = WEIGHT_BITS - exponent - out_bits + ROW_BITS
         self.multiplier = np.round(np.ldexp(scale, out_bits - ROW_BITS + m_bits)).astype(np.int64)
         self.shift = m_bits - PRE_SHIFT
+        self.matrix = Int8Matrix(self.weight, weight_max)
+
+    def product(self, q: np.ndarray) -> np.ndarray:
+        """q @ W for int8 q [rows, in]: exact integers (int32 or float32, ``products.Int8Matrix``)."""
+        return self.matrix.product(q)
 
     def arrays(self) -> list[np.ndarray]:
         return [self.weight, self.multiplier, np.array([self.shift])]

@@ -1,0 +1,97 @@
+"""Exact products of int8 matrices: the one place that decides how a weight matmul runs.
+
+A weight matmul of the exact arithmetic is q @ W for int8-valued q [rows, K]
+and int8 W [K, N]: it has one right answer, integers. Two kernels compute it:
+
+* a float32 matmul (numpy's BLAS) of the same values: exact in any summation
+  order as long as every partial sum stays below 2**24 (K * 128 * max|W|);
+* ``torch._int_mm`` (int8 x int8 -> int32, oneDNN): exact where its kernels
+  accumulate in int32 (VNNI, AMX), but not where they add pairs of u8 x s8
+  products into int16 with saturation (pmaddubsw on CPUs with AVX2 or SSE4.1
+  and no VNNI: +-127 values give other integers there).
+
+``Int8Matrix.product`` takes ``torch._int_mm`` for a shape where a probe on the
+worst case for int16 pair sums came out exact and it was the faster of the two
+(both checked once per shape, in this process, with its code paths), and the
+float32 matmul otherwise. Both give the same integers, so the choice decides
+how fast a step is, never what it computes or what an archive holds.
+"""
+
+from __future__ import annotations
+
+import functools
+import time
+
+import numpy as np
+import torch
+
+ACTIVATION_MAX = 128  # |q| of a matmul input: int8 values, or the low half of a 16-bit value (-128..127)
+
+
+@functools.cache
+def int_mm_exact(rows: int, k_in: int, n_out: int, weight_max: int) -> bool:
+    """Whether ``torch._int_mm`` gives exact integers for this shape and weight range here.
+
+    Probed on the inputs where int16 pair sums saturate if a kernel has them: activations of 127 (255 after
+    oneDNN's shift to u8) against weights of +-weight_max (columns of either sign), and -127 / -128 against
+    them; then random values. Every probe is compared with a float64 product (exact: sums below 2**53)."""
+    generator = np.random.default_rng(0)
+    cases = [(np.full((rows, k_in), value, np.int8),
+              np.where(np.arange(n_out) % 2 == 0, weight_max, -weight_max).astype(np.int8)[None, :].repeat(k_in, 0))
+             for value in (127, -127, -128)]
+    cases.append((generator.integers(-128, 128, (rows, k_in), dtype=np.int8),
+                  generator.integers(-weight_max, weight_max + 1, (k_in, n_out), dtype=np.int8)))
+    for q, w in cases:
+        got = torch._int_mm(torch.from_numpy(q), torch.from_numpy(w)).numpy()
+        if not np.array_equal(got.astype(np.float64), q.astype(np.float64) @ w.astype(np.float64)):
+            return False
+    return True
+
+
+@functools.cache
+def int_mm_faster(rows: int, k_in: int, n_out: int) -> bool:
+    """Whether ``torch._int_mm`` beats a float32 matmul of the same shape here (best of three each). It runs
+    on VNNI / AMX kernels where the CPU has them and on a slow path elsewhere (measured on an AMD EPYC with
+    AVX2 only, one thread, 32 x 576 @ 576 x 1536: 42 ms against 1.3 ms in float32; on one with AVX-512
+    VNNI, 32 x 128 @ 128 x 512: 9.4 us against 47 us)."""
+    q, w = torch.ones((rows, k_in), dtype=torch.int8), torch.ones((k_in, n_out), dtype=torch.int8)
+    qf, wf = q.numpy().astype(np.float32), w.numpy().astype(np.float32)
+
+    def fastest(product) -> float:
+        product()
+        times = []
+        for _ in range(3):
+            start = time.perf_counter()
+            product()
+            times.append(time.perf_counter() - start)
+        return min(times)
+
+    return fastest(lambda: torch._int_mm(q, w)) < fastest(lambda: np.matmul(qf, wf))
+
+
+class Int8Matrix:
+    """An int8 weight matrix W [K, N] with |W| <= ``weight_max``, and its exact products."""
+
+    def __init__(self, weight: np.ndarray, weight_max: int) -> None:
+        self.weight = torch.from_numpy(np.ascontiguousarray(weight, dtype=np.int8))
+        self.weight_max = weight_max
+        # the same integers as float32: the given array when it is one, else made when first used
+        self._float32: np.ndarray | None = weight if weight.dtype == np.float32 else None
+
+    @property
+    def float_exact(self) -> bool:
+        """Whether a float32 matmul is exact: every partial sum below 2**24."""
+        return self.weight.shape[0] * ACTIVATION_MAX * self.weight_max < 1 << 24
+
+    def product(self, q: np.ndarray) -> np.ndarray:
+        """q @ W for int8 q [rows, K]: exact integers, as int32 (``torch._int_mm``) or as float32 (a float32
+        matmul). A shape too long for float32 always takes ``torch._int_mm``; its callers bound the weights
+        so that every kernel is exact there (``llm_model.LLM_WEIGHT_MAX``)."""
+        rows, k_in = q.shape
+        n_out = self.weight.shape[1]
+        if not self.float_exact or (int_mm_exact(rows, k_in, n_out, self.weight_max)
+                                    and int_mm_faster(rows, k_in, n_out)):
+            return torch._int_mm(torch.from_numpy(q), self.weight).numpy()
+        if self._float32 is None:
+            self._float32 = self.weight.numpy().astype(np.float32)
+        return np.matmul(q.astype(np.float32), self._float32)
