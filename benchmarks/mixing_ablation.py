@@ -36,8 +36,9 @@ VARIANTS = [  # (row name, chunk size: None = whole-file segments, mixer orders 
     ("+ orders 1-4", None, (1, 2, 3, 4), True, mixer.MIXER),
     ("+ orders 5, 6, 8, word (cm/v1)", None, mixer.ORDERS, True, mixer.MIXER),
     ("+ weights by the previous bytes (cm/v2)", None, mixer.ORDERS, True, mixer.TEXT_MIXER_V2),
-    ("slotted tables, word pair, ... (cm/v3, default)", None, mixer.VARIANTS[mixer.TEXT_MIXER], True,
-     mixer.TEXT_MIXER),
+    ("slotted tables, word pair, ... (cm/v3)", None, mixer.VARIANTS[mixer.TEXT_MIXER_V3], True,
+     mixer.TEXT_MIXER_V3),
+    ("+ bit-tree refinement (cm/v4, default)", None, mixer.VARIANTS[mixer.TEXT_MIXER], True, mixer.TEXT_MIXER),
 ]
 
 

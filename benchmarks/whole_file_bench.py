@@ -10,7 +10,7 @@ Per file, in one run and one process (one torch thread per coding process, as th
   only mode before exact arithmetic and mixing; ``lmpress.compress(data, precision="float32", mix=False)``);
 * lmpress exact, chunked: the same with the integer network (``lmpress --no-mix``);
 * lmpress default: exact, whole-file segments, context mixing (``lmpress FILE``, no flags);
-* the same with the previous default mixer, ``cm/v2`` (``lmpress.compress(data, mix="cm/v2")``);
+* the same with the previous default mixer, ``cm/v3`` (``lmpress.compress(data, mix="cm/v3")``);
 * the same with the multimodal model, the default before lmpress chose the model per file (``-m default``);
 
 The first three use the model lmpress picks for the file (text-800k on text).
@@ -35,7 +35,7 @@ LMPRESS_VARIANTS = {  # without "model": the model lmpress picks for the file (t
     "lmpress float32, chunked": {"precision": "float32", "mix": False},
     "lmpress exact, chunked": {"mix": False},
     "lmpress default (exact, mixed)": {},
-    "lmpress mixed with cm/v2 (the default before cm/v3)": {"mix": "cm/v2"},
+    "lmpress mixed with cm/v3 (the default before cm/v4)": {"mix": "cm/v3"},
     "lmpress multimodal model (exact, mixed)": {"model": "default"},
 }
 BASELINES = ["xz", "brotli", "zstd", "ppmd", "zpaq"]

@@ -220,13 +220,15 @@ def test_format_2_archives_still_decode(archive):
     assert lmpress.decompress(blob) == (DATA / "format2.txt").read_bytes()
 
 
-def test_archives_of_the_previous_default_mixer_still_decode():
-    """An archive made with default settings by the lmpress whose default mixer was cm/v2 (commit 4528dc2,
-    tests/data/cm-v2.lmpz), decoded by today's code, whose default is cm/v3."""
+@pytest.mark.parametrize("archive, commit", [("cm-v2.lmpz", "4528dc2"), ("cm-v3.lmpz", "16dedb4")])
+def test_archives_of_the_previous_default_mixers_still_decode(archive, commit):
+    """Archives made with default settings by the lmpress whose default mixer was cm/v2 (commit 4528dc2) or
+    cm/v3 (commit 16dedb4), in tests/data, decoded by today's code, whose default is cm/v4."""
     data = b"".join(f'<row id="{i}"><name>item {i * 7 % 13}</name><note>{"seen" if i % 3 else "new"}</note></row>\n'
                     .encode() for i in range(120))
-    blob = (DATA / "cm-v2.lmpz").read_bytes()
-    assert ArchiveReader(io.BytesIO(blob)).header.arithmetic["name"] == "exact-int/v1+cm/v2"
+    blob = (DATA / archive).read_bytes()
+    mixer_name = archive.removesuffix(".lmpz").replace("-", "/")
+    assert ArchiveReader(io.BytesIO(blob)).header.arithmetic["name"] == f"exact-int/v1+{mixer_name}"
     assert lmpress.decompress(blob) == data
 
 

@@ -228,16 +228,16 @@ def test_rows_on_threads_give_the_same_integers():
 
 @pytest.mark.slow
 def test_reference_decoder_without_torch_decodes_lmpress_archives(tmp_path, corpus):
-    """Archives of the network alone, with the context mixer (the default, cm/v3) and with its predecessors
-    cm/v2 and cm/v1, each of two blocks with a shorter last segment (the codec drops finished rows: the mixer
+    """Archives of the network alone, with the context mixer (the default, cm/v4) and with its predecessors
+    cm/v3, cm/v2 and cm/v1, each of two blocks with a shorter last segment (the codec drops finished rows: the mixer
     sees that)."""
     data = (corpus / "text/canterbury/alice29.txt").read_bytes()[:7000]
     npz = tmp_path / "model.npz"
     r = subprocess.run([sys.executable, "-m", "lmpress.cli", "export-exact", "default", str(npz), "--positions",
                         "1024"], capture_output=True, timeout=300)
     assert r.returncode == 0, r.stderr
-    for mix, name in ((False, b'"exact-int/v1"'), (None, b'"exact-int/v1+cm/v3"'), ("cm/v2", b'"exact-int/v1+cm/v2"'),
-                      ("cm/v1", b'"exact-int/v1+cm/v1"')):
+    for mix, name in ((False, b'"exact-int/v1"'), (None, b'"exact-int/v1+cm/v4"'), ("cm/v3", b'"exact-int/v1+cm/v3"'),
+                      ("cm/v2", b'"exact-int/v1+cm/v2"'), ("cm/v1", b'"exact-int/v1+cm/v1"')):
         archive, out = tmp_path / f"{mix}.lmpz".replace("/", "-"), tmp_path / f"{mix}.out".replace("/", "-")
         archive.write_bytes(lmpress.compress(data, "default", chunk_size=1024, block_chunks=4, mix=mix))
         assert name in archive.read_bytes()[:500]

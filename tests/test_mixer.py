@@ -16,7 +16,8 @@ from lmpress.models.exact import mixer
 from lmpress.models.registry import load_predictor
 
 PINNED_MIXER_DIGEST = "4fb0098e4bb29cd3"  # mixer.digest()[:16]
-PINNED_VARIANT_DIGESTS = {"cm/v3": "b588ab916b333f73",  # the default for text and other files
+PINNED_VARIANT_DIGESTS = {"cm/v4": "9d54b61b025e4adb",  # the default for text and other files
+                          "cm/v3": "b588ab916b333f73",
                           "cm/v2": "d0718a8017ce5a75",
                           "cm/v1-image": "82b4546e1fdee5a4", "cm/v1-colour": "10b1a9e7ac795db1",  # front ends'
                           "cm/v1-audio": "fcb25dd2540740e7", "cm/v1-audio2": "3b284ccf786e5be6",

@@ -273,7 +273,7 @@ def run_export_exact(args) -> int:
         raise LmpressError("export-exact writes byte models (the reference decoder restates byte models only)")
     predictor = load_predictor(args.model, precision="exact")
     mixed_ids = {name: mixer.mixed_id(predictor.exact.digest(), name)  # the mixers reference.py restates
-                 for name in (mixer.MIXER, mixer.TEXT_MIXER_V2, mixer.TEXT_MIXER)}
+                 for name in (mixer.MIXER, mixer.TEXT_MIXER_V2, mixer.TEXT_MIXER_V3, mixer.TEXT_MIXER)}
     with atomic_output(Path(args.output), args.force) as f:
         predictor.exact.export(f, args.positions, mixed_ids)
     arithmetic = predictor.arithmetic

@@ -22,9 +22,9 @@ weights, a geometric mixture: ``logit(s) = sum_i w_i score_i(s)``, turned into
 the coder's frequencies like the network's own logits. After each byte the
 weights follow the gradient of its code length, ``w_i += lr (score_i(x) -
 E_p[score_i])``, with one weight vector per match-length bucket and number of
-contexts seen before (``cm/v2`` and ``cm/v3``: plus one by the previous byte and one by the two before).
-``cm/v3`` is the default for text and other files; the notes beside ``TEXT_MIXER`` say what each variant
-added and what it measured.
+contexts seen before (``cm/v2`` and later: plus one by the previous byte and one by the two before).
+``cm/v4`` is the default for text and other files: cm/v3's mix refined bit by bit (``bit_tree.py``); the
+notes beside ``TEXT_MIXER`` say what each variant added and what it measured.
 Scores that are the same for every byte (an unseen context) change nothing.
 
 All rows of a block share the tables and weights, and all of them see what the
@@ -45,7 +45,7 @@ from functools import cache
 import numpy as np
 from numba import njit
 
-from lmpress.models.exact import ops
+from lmpress.models.exact import bit_tree, ops
 
 MIXER = "cm/v1"
 WORD = 0  # the context of the word being written (its letters and the byte before them)
@@ -156,19 +156,28 @@ _BYTE_VECTORS = 256 + 65536  # by the previous byte, then by the two previous by
 # the most likely byte's probability by the two previous bytes (0.2262 / 0.2354 on enwik5 / 256 KiB against 0.2266 /
 # 0.2357: too little for its state), weight vectors by the network's confidence (its two best logits' margin; no
 # gain), halving slotted counts at 60 or 250 (no change).
-TEXT_MIXER = "cm/v3"
+TEXT_MIXER_V3 = "cm/v3"
+# The fourth text variant (``cm/v4``): cm/v3, then its distribution refined bit by bit (``bit_tree.py``: three
+# adaptive probability maps per tree node, by the previous one, two and three bytes, and a mixer per node).
+# Replayed on the same text-800k logits (benchmarks/mixer_replay.py): enwik5 and the last 256 KiB / 1 MB of the
+# held-out enwik8 head: see the table in README.md. Tried on the way (replays of enwik5): maps of 2**16 hashed
+# contexts without blocks -0.68% (and slow: a byte's 255 nodes read 765 places), blocks of 2**8 contexts for the
+# hashed maps -0.75%, 2**12 -0.92%; updating both interpolated cells instead of the nearer one: -0.92% against
+# -0.68%; leaving unlikely nodes (below 2**-12 of the mass) unrefined: the same rate, a quarter less time.
+TEXT_MIXER = "cm/v4"
 DEFAULT_MIXER = TEXT_MIXER  # what byte files are mixed with unless a front end names its own
 _WORD_PAIR = 100  # cm/v3's context of the current word and the word before it
 _TEXT_ORDERS = (1, 2, 3, 4, 5, 6, 8, WORD, _WORD_PAIR)
-_BYTE_WEIGHTS = (TEXT_MIXER_V2, TEXT_MIXER)
-_SLOTTED = (TEXT_MIXER,)  # variants whose orders after 1 and 2 live in slotted tables
+_BYTE_WEIGHTS = (TEXT_MIXER_V2, TEXT_MIXER_V3, TEXT_MIXER)
+_SLOTTED = (TEXT_MIXER_V3, TEXT_MIXER)  # variants whose orders after 1 and 2 live in slotted tables
+_BIT_TREE = (TEXT_MIXER,)  # variants refined by the bit-tree stage
 _SLOTS = 16
 _SLOT_BITS = 19
 _DISTINCT_BUCKETS = 4  # 1, 2, 3-4, 5+ different bytes seen after a context (0 counts as 1)
 _SLOTTED_RATE = 512
 _RATE_WARMUP = 128
 _SLOTTED_MATCH_MIN = 12  # the order-8 context covers shorter repeats
-VARIANTS = {MIXER: ORDERS, TEXT_MIXER_V2: ORDERS, TEXT_MIXER: _TEXT_ORDERS,
+VARIANTS = {MIXER: ORDERS, TEXT_MIXER_V2: ORDERS, TEXT_MIXER_V3: _TEXT_ORDERS, TEXT_MIXER: _TEXT_ORDERS,
             IMAGE_MIXER_V1: _IMAGE_ORDERS, COLOUR_MIXER_V1: _COLOUR_ORDERS,
             IMAGE_MIXER: _IMAGE_ORDERS, COLOUR_MIXER: _COLOUR_ORDERS,
             AUDIO_MIXER_V1: _AUDIO_ORDERS, AUDIO_MIXER: _AUDIO_ORDERS}  # mixer name -> its contexts
@@ -220,6 +229,8 @@ def digest(variant: str = MIXER) -> str:
                              "distinct_buckets": [1, 2, 4], "rate": _SLOTTED_RATE, "warmup": _RATE_WARMUP,
                              "word_pair": "lower-cased letters of two words",
                              "match_min": _SLOTTED_MATCH_MIN}).encode())
+    if variant in _BIT_TREE:
+        h.update(bit_tree.digest().encode())
     if variant == AUDIO_MIXER_V1:
         h.update(json.dumps({"predictors": _FIXED_PREDICTORS + 1, "floor": _AUDIO_FLOOR, "taps": _LMS_TAPS,
                              "step": _LMS_STEP, "limit": _LMS_LIMIT}).encode())
@@ -323,6 +334,7 @@ class ContextMixer:
         self.sets = np.zeros(batch, dtype=np.int64)  # the weight vector each row mixed with
         self.network = np.zeros((batch, 256), dtype=np.int64)
         self.mixed = np.zeros((batch, 256), dtype=np.int64)
+        self.bit_tree = bit_tree.BitTree(batch) if self.name in _BIT_TREE else None
 
     def mix(self, logits: np.ndarray) -> np.ndarray:
         """Coder weights (int64 [batch, 256]) for the network's integer logits of this step."""
@@ -335,7 +347,18 @@ class ContextMixer:
                  self.lattice, self.lattice_runs, self.byte_sets, self.pixel, self.pixel_sizes, self.pixel_lms,
                  self.pixel_inputs, self.byte_base, self.mixed)
         self.coder_weights = ops.frequencies_from_logits(self.mixed, self.logit_exp, self.total)
-        return self.coder_weights
+        if self.bit_tree is None:
+            return self.coder_weights
+        # the byte mixer learns from its own distribution (``coder_weights``); the coder takes the refined one
+        refined = self.bit_tree.refine(self.coder_weights, self._previous_bytes())
+        return ops.frequencies_from_logits(refined, self.logit_exp, self.total)
+
+    def _previous_bytes(self) -> np.ndarray:
+        """Each row's last three bytes, most recent first (0 before its segment's start)."""
+        previous = np.zeros((len(self.rows), 3), dtype=np.int64)
+        for back in range(1, min(self.steps, 3) + 1):
+            previous[:, back - 1] = self.history[self.rows, self.steps - back]
+        return previous
 
     def update(self, symbols: np.ndarray) -> None:
         """Learn from the bytes just coded (int64, one per batch row), then record them."""
@@ -347,6 +370,8 @@ class ContextMixer:
                 self.sets, self.context_rows, self.calibration, self.row_scores, self.total_bins, self.count_bins,
                 self.predictions, self.error_sizes, self.predictor_scores, self.lms, self.filters, self.lattice_runs,
                 self.pixel, self.pixel_sizes, self.pixel_lms, self.pixel_inputs, self.byte_base)
+        if self.bit_tree is not None:
+            self.bit_tree.update(symbols)
         self.steps += 1
         if self.use_match:
             _find_matches(self.history, self.steps, self.rows, self.match, self.match_table, self.match_min)
@@ -356,6 +381,8 @@ class ContextMixer:
                      "total_bins", "predictions", "error_sizes", "predictor_scores", "lms", "lattice_runs", "pixel_lms",
                      "pixel_inputs"):
             setattr(self, name, np.ascontiguousarray(getattr(self, name)[rows]))
+        if self.bit_tree is not None:
+            self.bit_tree.retain(rows)
 
 
 @njit(cache=True, nogil=True)

@@ -15,9 +15,9 @@ integer weights, tables and constants of the exact model, and the ids of the
 model mixed with each context mixer).
 
 It decodes archives of the network alone (``--no-mix``) and of the network
-mixed with ``cm/v3`` (lmpress's default for text and other files) or its
-predecessors ``cm/v2`` and ``cm/v1``: ``ReferenceMixer`` restates those mixers
-from their definition in Python integers (their constants are part of the
+mixed with ``cm/v4`` (lmpress's default for text and other files) or its
+predecessors ``cm/v3``, ``cm/v2`` and ``cm/v1``: ``ReferenceMixer`` and ``BitTree`` restate those
+mixers from their definition in Python integers (their constants are part of the
 definition, written out below). The image and audio front ends' mixers are not restated
 here.
 """
@@ -165,7 +165,7 @@ BYTE_WEIGHT_SHIFT = 2  # cm/v2: weight vectors by the previous byte and the two 
 # (byte, count) pairs; calibration cells by distinct bytes seen too; the rate 512, more at first per weight vector
 WORD_PAIR, SLOTS, SLOT_BITS, V3_RATE, V3_WARMUP, V3_MATCH_MIN = 100, 16, 19, 512, 128, 12
 MIX_ORDERS_V3 = (1, 2, 3, 4, 5, 6, 8, 0, WORD_PAIR)
-MIXERS = ("cm/v1", "cm/v2", "cm/v3")
+MIXERS = ("cm/v1", "cm/v2", "cm/v3", "cm/v4")  # cm/v4: cm/v3, then the bit-tree stage (``BitTree``)
 RETAIN_EIGHTHS = 7  # the codec drops finished rows once 7/8 of the batch or fewer are left
 
 
@@ -193,7 +193,8 @@ class ReferenceMixer:
     batch's rows to the block's segments (the codec drops finished rows; their history stays)."""
 
     def __init__(self, segments: int, steps: int, name: str) -> None:
-        self.v3 = name == "cm/v3"
+        self.v3 = name in ("cm/v3", "cm/v4")
+        self.tree = BitTree(segments) if name == "cm/v4" else None
         self.orders = MIX_ORDERS_V3 if self.v3 else MIX_ORDERS
         n = len(self.orders)
         # cm/v2, cm/v3: 256 weight vectors by the previous byte, then 65536 by the two previous bytes
@@ -421,9 +422,101 @@ class ReferenceMixer:
         for segment in self.rows:
             self.match_table[self.match_hash(segment)] = (segment, t)
 
+    def previous_bytes(self) -> np.ndarray:
+        """Each row's last three bytes, most recent first (0 before the start)."""
+        return np.array([[int(self.history[s, self.t - i]) if self.t >= i else 0 for i in (1, 2, 3)]
+                         for s in self.rows], dtype=np.int64)
+
     def retain(self, keep: np.ndarray) -> None:
         self.rows = [self.rows[i] for i in keep]
         self.state = [self.state[i] for i in keep]
+        if self.tree is not None:
+            self.tree.retain(keep)
+
+
+# cm/v4's bit-tree stage, restated (lmpress/models/exact/bit_tree.py says why): the mixed distribution's binary
+# decisions (node n: the bit after the path n spells; children 2n, 2n + 1; leaf 256 + b is byte b), each node's
+# probability of a 1 at 12 bits refined by three maps of 33 cells over stretch(p) (contexts: node and the
+# previous byte; node and a hash of two bytes; node and a hash of three) and a mixer per node; nodes under less
+# than 2**-12 of the mass stay as they are.
+PROB_BITS, STRETCH_LIMIT, CELL_SHIFT, CELLS, APM_BITS, APM_COUNT_LIMIT = 12, 2047, 7, 33, 16, 127
+TREE_BLOCK_BITS, TREE_HASH, TREE_MIX_SHIFT, TREE_BIAS, UNLIKELY_BITS = (8, 12, 12), 0x5BD1E995, 13, 256, 12
+TREE_MIX_INITIAL = (1 << 15, 1 << 14, 1 << 14, 0, 0)  # weights of stretch(p), the three maps, the bias
+
+
+class BitTree:
+    def __init__(self, segments: int) -> None:
+        ctx, one = Context(prec=40), 1 << PROB_BITS
+        stretch = [int(ctx.multiply(256, ctx.ln(Decimal(max(p, 1)) / Decimal(one - max(p, 1)))).to_integral_value())
+                   for p in range(one)]
+        self.stretch = np.clip(np.array(stretch, dtype=np.int64), -STRETCH_LIMIT, STRETCH_LIMIT)
+        self.squash = np.clip(np.array([int(ctx.divide(one, 1 + ctx.exp(Decimal(-x) / 256)).to_integral_value())
+                                        for x in range(-2048, 2048)], dtype=np.int64), 1, one - 1)
+        self.log = log_table(Decimal(max(q, 1)) / one for q in range(one + 1))
+        self.rates = [int((Decimal(65536) / (Decimal(n) + Decimal(3) / 2)).to_integral_value()) for n in range(128)]
+        centres = np.minimum(self.squash[np.minimum(np.arange(CELLS) << CELL_SHIFT, 4095)] << 4, (1 << APM_BITS) - 1)
+        self.maps = [np.tile(centres, 256 << bits) for bits in TREE_BLOCK_BITS]
+        self.counts = [np.zeros(len(m), dtype=np.int64) for m in self.maps]
+        self.mix = np.tile(np.array(TREE_MIX_INITIAL, dtype=np.int64), (256, 1))
+        self.saved: list = []  # per row: node probabilities, inputs, cells (what the prediction used)
+
+    def refine(self, weights: np.ndarray, previous: np.ndarray) -> np.ndarray:
+        """Log-probabilities [rows, 256] (1/256 nats) from the byte mixer's coder weights [rows, 256]."""
+        out = np.empty(weights.shape, dtype=np.int64)
+        self.saved = []
+        nodes = np.arange(1, 256)
+        for r in range(len(weights)):
+            sums = np.zeros(512, dtype=np.int64)
+            sums[256:] = weights[r] + 1
+            for n in range(255, 0, -1):
+                sums[n] = sums[2 * n] + sums[2 * n + 1]
+            p = np.clip((sums[2 * nodes + 1] * (1 << PROB_BITS) + sums[nodes] // 2) // sums[nodes], 1, 4095)
+            x = np.zeros((256, 5), dtype=np.int64)
+            x[1:, 0], x[1:, 4] = self.stretch[p], TREE_BIAS
+            c1, c2, c3 = (int(v) for v in previous[r])
+            key = c1 | c2 << 8
+            blocks = (c1, key * TREE_HASH >> 16 & 0xFFF, (key | c3 << 16) * TREE_HASH >> 20 & 0xFFF)
+            position = x[1:, 0] + 2048
+            f = position & 127
+            cells = np.zeros((256, 3), dtype=np.int64)
+            for k in range(3):
+                cells[1:, k] = ((blocks[k] << 8) + nodes) * CELLS + (position >> CELL_SHIFT)
+                a = (self.maps[k][cells[1:, k]] * (128 - f) + self.maps[k][cells[1:, k] + 1] * f) >> CELL_SHIFT
+                x[1:, 1 + k] = self.stretch[np.clip(a >> (APM_BITS - PROB_BITS), 1, 4095)]
+            dot = (self.mix * x).sum(axis=1) >> 16
+            q = np.zeros(256, dtype=np.int64)
+            q[1:] = self.squash[np.clip(dot[1:], -2048, 2047) + 2048]
+            likely = np.zeros(256, dtype=bool)
+            likely[1:] = (sums[nodes] << UNLIKELY_BITS) >= sums[1]
+            q[1:] = np.where(likely[1:], q[1:], p)
+            scores = np.zeros(512, dtype=np.int64)
+            for n in range(1, 256):
+                scores[2 * n] = scores[n] + self.log[4096 - q[n]]
+                scores[2 * n + 1] = scores[n] + self.log[q[n]]
+            out[r] = scores[256:]
+            f_all = np.zeros(256, dtype=np.int64)
+            f_all[1:] = f
+            self.saved.append((q, likely, x, cells, f_all))
+        return out
+
+    def update(self, symbols: np.ndarray) -> None:
+        for r, s in enumerate(symbols):
+            q, likely, x, cells, f = self.saved[r]
+            for level in range(8):
+                n, bit = (256 + int(s)) >> (8 - level), (int(s) >> (7 - level)) & 1
+                if not likely[n]:
+                    break
+                err = (bit << PROB_BITS) - int(q[n])
+                for i in range(5):
+                    self.mix[n, i] += int(x[n, i]) * err >> TREE_MIX_SHIFT
+                for k in range(3):
+                    for c, share in ((int(cells[n, k]), 128 - int(f[n])), (int(cells[n, k]) + 1, int(f[n]))):
+                        v, count = int(self.maps[k][c]), int(self.counts[k][c])
+                        self.maps[k][c] = v + (((((bit << APM_BITS) - bit - v) * self.rates[count]) >> 16) * share >> 7)
+                        self.counts[k][c] = min(count + 1, APM_COUNT_LIMIT)
+
+    def retain(self, keep: np.ndarray) -> None:
+        self.saved = [self.saved[i] for i in keep]
 
 
 def rshift(x: np.ndarray, s: int | np.ndarray) -> np.ndarray:
@@ -470,7 +563,9 @@ def decode_block(model: ReferenceModel, payload: bytes, raw_length: int, chunk_s
     bos = model.a["embed"].shape[0] - 1
     logits = model.step(model.a["embed"][np.full(batch, bos)], history, 0)
     for t in range(steps):
-        w = model.weights(mixer.mix(logits[rows]) if mixer else logits[rows])
+        w = learn = model.weights(mixer.mix(logits[rows]) if mixer else logits[rows])  # the mixer learns from its own
+        if mixer and mixer.tree is not None:  # cm/v4: the coder takes the refined distribution
+            w = model.weights(mixer.tree.refine(learn, mixer.previous_bytes()))
         live = t < lengths[rows]
         symbols = np.asarray(decoder.decode(family, w[live].astype(np.float64)), dtype=np.int64)
         out[rows[live], t] = symbols
@@ -479,11 +574,13 @@ def decode_block(model: ReferenceModel, payload: bytes, raw_length: int, chunk_s
         if not len(unfinished):
             break
         if 8 * len(unfinished) <= RETAIN_EIGHTHS * len(rows):
-            rows, w = rows[unfinished], w[unfinished]
+            rows, learn = rows[unfinished], learn[unfinished]
             if mixer:
                 mixer.retain(unfinished)
         if mixer:
-            mixer.update(fed[rows], w, total)
+            mixer.update(fed[rows], learn, total)
+            if mixer.tree is not None:
+                mixer.tree.update(fed[rows])
         logits = model.step(model.a["embed"][fed], history, t + 1)
     return b"".join(out[i, :n].astype(np.uint8).tobytes() for i, n in enumerate(lengths))
 
