@@ -10,10 +10,11 @@ and int8 W [K, N]: it has one right answer, integers. Two kernels compute it:
   products into int16 with saturation (pmaddubsw on CPUs with AVX2 or SSE4.1
   and no VNNI: +-127 values give other integers there).
 
-``Int8Matrix.product`` takes ``torch._int_mm`` for a shape where a probe on the
-worst case for int16 pair sums came out exact and it was the faster of the two
-(both checked once per shape, in this process, with its code paths), and the
-float32 matmul otherwise. Both give the same integers, so the choice decides
+``Int8Matrix.product`` takes ``torch._int_mm`` where it is exact and the faster
+of the two, and the float32 matmul otherwise. Exact: always for weights within
++-63 (no int16 pair sum can saturate), else where a probe on the worst case for
+int16 pair sums came out exact (once per shape, in this process, with its code
+paths). Faster: timed once per shape. Both give the same integers, so the choice decides
 how fast a step is, never what it computes or what an archive holds.
 """
 
@@ -26,13 +27,20 @@ import numpy as np
 import torch
 
 ACTIVATION_MAX = 128  # |q| of a matmul input: int8 values, or the low half of a 16-bit value (-128..127)
+PAIR_SAFE_WEIGHT_MAX = 63  # 2 * 255 * 63 < 2**15: oneDNN's u8 (activation + 128) x s8 pairs fit int16
 
 
-@functools.cache
 def int_mm_exact(rows: int, k_in: int, n_out: int, weight_max: int) -> bool:
     """Whether ``torch._int_mm`` gives exact integers for this shape and weight range here.
 
-    Probed on the inputs where int16 pair sums saturate if a kernel has them: activations of 127 (255 after
+    Weights within PAIR_SAFE_WEIGHT_MAX are exact on every kernel: a pair of u8 x s8 products stays below
+    2**15, so even int16 pair sums cannot saturate (the LLMs' 7-bit weights). Wider weights are probed."""
+    return weight_max <= PAIR_SAFE_WEIGHT_MAX or _probe_int_mm(rows, k_in, n_out, weight_max)
+
+
+@functools.cache
+def _probe_int_mm(rows: int, k_in: int, n_out: int, weight_max: int) -> bool:
+    """Probed on the inputs where int16 pair sums saturate if a kernel has them: activations of 127 (255 after
     oneDNN's shift to u8) against weights of +-weight_max (columns of either sign), and -127 / -128 against
     them; then random values. Every probe is compared with a float64 product (exact: sums below 2**53)."""
     generator = np.random.default_rng(0)
@@ -48,12 +56,18 @@ def int_mm_exact(rows: int, k_in: int, n_out: int, weight_max: int) -> bool:
     return True
 
 
-@functools.cache
 def int_mm_faster(rows: int, k_in: int, n_out: int) -> bool:
-    """Whether ``torch._int_mm`` beats a float32 matmul of the same shape here (best of three each). It runs
-    on VNNI / AMX kernels where the CPU has them and on a slow path elsewhere (measured on an AMD EPYC with
-    AVX2 only, one thread, 32 x 576 @ 576 x 1536: 42 ms against 1.3 ms in float32; on one with AVX-512
-    VNNI, 32 x 128 @ 128 x 512: 9.4 us against 47 us)."""
+    """Whether ``torch._int_mm`` beats a float32 matmul of this shape here, timed once per power of two of
+    rows (the batch shrinks as rows finish: a choice per row count would time every size)."""
+    return _time_int_mm(1 << max(rows - 1, 0).bit_length(), k_in, n_out)
+
+
+@functools.cache
+def _time_int_mm(rows: int, k_in: int, n_out: int) -> bool:
+    """Whether ``torch._int_mm`` was faster (best of three each). It runs on VNNI / AMX kernels where the CPU
+    has them and on a slow path elsewhere (measured on an AMD EPYC with AVX2 only, one thread, 32 x 576 @
+    576 x 1536: 42 ms against 1.3 ms in float32; on one with AVX-512 VNNI, 32 x 128 @ 128 x 512: 9.4 us
+    against 47 us)."""
     q, w = torch.ones((rows, k_in), dtype=torch.int8), torch.ones((k_in, n_out), dtype=torch.int8)
     qf, wf = q.numpy().astype(np.float32), w.numpy().astype(np.float32)
 
