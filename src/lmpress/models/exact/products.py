@@ -14,7 +14,7 @@ and int8 W [K, N]: it has one right answer, integers. Two kernels compute it:
 of the two, and the float32 matmul otherwise. Exact: always for weights within
 +-63 (no int16 pair sum can saturate), else where a probe on the worst case for
 int16 pair sums came out exact (once per shape, in this process, with its code
-paths). Faster: timed once per shape. Both give the same integers, so the choice decides
+paths). Faster: timed once, on this CPU. Both give the same integers, so the choice decides
 how fast a step is, never what it computes or what an archive holds.
 """
 
@@ -56,19 +56,14 @@ def _probe_int_mm(rows: int, k_in: int, n_out: int, weight_max: int) -> bool:
     return True
 
 
-def int_mm_faster(rows: int, k_in: int, n_out: int) -> bool:
-    """Whether ``torch._int_mm`` beats a float32 matmul of this shape here, timed once per power of two of
-    rows (the batch shrinks as rows finish: a choice per row count would time every size)."""
-    return _time_int_mm(1 << max(rows - 1, 0).bit_length(), k_in, n_out)
-
-
 @functools.cache
-def _time_int_mm(rows: int, k_in: int, n_out: int) -> bool:
-    """Whether ``torch._int_mm`` was faster (best of three each). It runs on VNNI / AMX kernels where the CPU
-    has them and on a slow path elsewhere (measured on an AMD EPYC with AVX2 only, one thread, 32 x 576 @
-    576 x 1536: 42 ms against 1.3 ms in float32; on one with AVX-512 VNNI, 32 x 128 @ 128 x 512: 9.4 us
-    against 47 us)."""
-    q, w = torch.ones((rows, k_in), dtype=torch.int8), torch.ones((k_in, n_out), dtype=torch.int8)
+def int_mm_faster() -> bool:
+    """Whether ``torch._int_mm`` beats a float32 matmul on this CPU (best of three each, 32 x 576 @ 576 x 1536).
+    It runs on VNNI / AMX kernels where the CPU has them and on a slow path elsewhere (measured on an AMD EPYC
+    with AVX2 only, one thread: 42 ms against 1.3 ms in float32; on one with AVX-512 VNNI, 32 x 128 @ 128 x 512:
+    9.4 us against 47 us). One choice for every shape: a step that mixed torch's and BLAS's thread pools
+    stalled on their spinning threads (measured: 8 ms for a 0.12 ms product on two threads)."""
+    q, w = torch.ones((32, 576), dtype=torch.int8), torch.ones((576, 1536), dtype=torch.int8)
     qf, wf = q.numpy().astype(np.float32), w.numpy().astype(np.float32)
 
     def fastest(product) -> float:
@@ -103,8 +98,7 @@ class Int8Matrix:
         so that every kernel is exact there (``llm_model.LLM_WEIGHT_MAX``)."""
         rows, k_in = q.shape
         n_out = self.weight.shape[1]
-        if not self.float_exact or (int_mm_exact(rows, k_in, n_out, self.weight_max)
-                                    and int_mm_faster(rows, k_in, n_out)):
+        if not self.float_exact or (int_mm_faster() and int_mm_exact(rows, k_in, n_out, self.weight_max)):
             return torch._int_mm(torch.from_numpy(q), self.weight).numpy()
         if self._float32 is None:
             self._float32 = self.weight.numpy().astype(np.float32)
