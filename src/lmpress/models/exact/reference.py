@@ -462,42 +462,38 @@ class BitTree:
 
     def refine(self, weights: np.ndarray, previous: np.ndarray) -> np.ndarray:
         """Log-probabilities [rows, 256] (1/256 nats) from the byte mixer's coder weights [rows, 256]."""
-        out = np.empty(weights.shape, dtype=np.int64)
-        self.saved = []
-        nodes = np.arange(1, 256)
-        for r in range(len(weights)):
-            sums = np.zeros(512, dtype=np.int64)
-            sums[256:] = weights[r] + 1
-            for n in range(255, 0, -1):
-                sums[n] = sums[2 * n] + sums[2 * n + 1]
-            p = np.clip((sums[2 * nodes + 1] * (1 << PROB_BITS) + sums[nodes] // 2) // sums[nodes], 1, 4095)
-            x = np.zeros((256, 5), dtype=np.int64)
-            x[1:, 0], x[1:, 4] = self.stretch[p], TREE_BIAS
-            c1, c2, c3 = (int(v) for v in previous[r])
-            key = c1 | c2 << 8
-            blocks = (c1, key * TREE_HASH >> 16 & 0xFFF, (key | c3 << 16) * TREE_HASH >> 20 & 0xFFF)
-            position = x[1:, 0] + 2048
-            f = position & 127
-            cells = np.zeros((256, 3), dtype=np.int64)
-            for k in range(3):
-                cells[1:, k] = ((blocks[k] << 8) + nodes) * CELLS + (position >> CELL_SHIFT)
-                a = (self.maps[k][cells[1:, k]] * (128 - f) + self.maps[k][cells[1:, k] + 1] * f) >> CELL_SHIFT
-                x[1:, 1 + k] = self.stretch[np.clip(a >> (APM_BITS - PROB_BITS), 1, 4095)]
-            dot = (self.mix * x).sum(axis=1) >> 16
-            q = np.zeros(256, dtype=np.int64)
-            q[1:] = self.squash[np.clip(dot[1:], -2048, 2047) + 2048]
-            likely = np.zeros(256, dtype=bool)
-            likely[1:] = (sums[nodes] << UNLIKELY_BITS) >= sums[1]
-            q[1:] = np.where(likely[1:], q[1:], p)
-            scores = np.zeros(512, dtype=np.int64)
-            for n in range(1, 256):
-                scores[2 * n] = scores[n] + self.log[4096 - q[n]]
-                scores[2 * n + 1] = scores[n] + self.log[q[n]]
-            out[r] = scores[256:]
-            f_all = np.zeros(256, dtype=np.int64)
-            f_all[1:] = f
-            self.saved.append((q, likely, x, cells, f_all))
-        return out
+        rows, nodes = len(weights), np.arange(1, 256)
+        sums = np.zeros((rows, 512), dtype=np.int64)  # mass under each node
+        sums[:, 256:] = weights + 1
+        for level in range(7, -1, -1):
+            n = np.arange(1 << level, 2 << level)
+            sums[:, n] = sums[:, 2 * n] + sums[:, 2 * n + 1]
+        p = np.clip((sums[:, 2 * nodes + 1] * (1 << PROB_BITS) + sums[:, nodes] // 2) // sums[:, nodes], 1, 4095)
+        x = np.zeros((rows, 256, 5), dtype=np.int64)  # per node: stretch(p), the three maps, the bias
+        x[:, 1:, 0], x[:, 1:, 4] = self.stretch[p], TREE_BIAS
+        c1, c2, c3 = previous[:, 0], previous[:, 1], previous[:, 2]
+        key = c1 | c2 << 8
+        blocks = (c1, key * TREE_HASH >> 16 & 0xFFF, (key | c3 << 16) * TREE_HASH >> 20 & 0xFFF)
+        position = x[:, 1:, 0] + 2048
+        f = np.zeros((rows, 256), dtype=np.int64)
+        f[:, 1:] = position & 127
+        cells = np.zeros((rows, 256, 3), dtype=np.int64)  # per node and map: the first of its two cells
+        for k in range(3):
+            cells[:, 1:, k] = ((blocks[k][:, None] << 8) + nodes) * CELLS + (position >> CELL_SHIFT)
+            c = cells[:, 1:, k]
+            a = (self.maps[k][c] * (128 - f[:, 1:]) + self.maps[k][c + 1] * f[:, 1:]) >> CELL_SHIFT
+            x[:, 1:, 1 + k] = self.stretch[np.clip(a >> (APM_BITS - PROB_BITS), 1, 4095)]
+        dot = (self.mix[None] * x).sum(axis=2) >> 16
+        likely = (sums[:, :256] << UNLIKELY_BITS) >= sums[:, 1:2]
+        q = np.zeros((rows, 256), dtype=np.int64)
+        q[:, 1:] = np.where(likely[:, 1:], self.squash[np.clip(dot[:, 1:], -2048, 2047) + 2048], p)
+        scores = np.zeros((rows, 512), dtype=np.int64)
+        for level in range(8):
+            n = np.arange(1 << level, 2 << level)
+            scores[:, 2 * n] = scores[:, n] + self.log[4096 - q[:, n]]
+            scores[:, 2 * n + 1] = scores[:, n] + self.log[q[:, n]]
+        self.saved = [(q[r], likely[r], x[r], cells[r], f[r]) for r in range(rows)]
+        return scores[:, 256:]
 
     def update(self, symbols: np.ndarray) -> None:
         for r, s in enumerate(symbols):
