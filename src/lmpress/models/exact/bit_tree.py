@@ -172,12 +172,12 @@ def _refine(weights, previous, map0, map1, map2, mix_weights, inputs, cells, nod
         for n in range(1, 256):
             p = (sums[2 * n + 1] * (1 << PROB_BITS) + sums[n] // 2) // sums[n]
             p = min(max(p, 1), (1 << PROB_BITS) - 1)
-            x0 = stretch[p]
             if (sums[n] << UNLIKELY_BITS) < sums[1]:
                 node_p[r, n] = -p  # (negative: not refined)
                 scores[2 * n] = scores[n] + log[(1 << PROB_BITS) - p]
                 scores[2 * n + 1] = scores[n] + log[p]
                 continue
+            x0 = stretch[p]
             x1 = stretch[_map(map0, 0, block0 | n, x0, cells, r, n)]
             x2 = stretch[_map(map1, 1, block1 | n, x0, cells, r, n)]
             x3 = stretch[_map(map2, 2, block2 | n, x0, cells, r, n)]

@@ -159,8 +159,8 @@ _BYTE_VECTORS = 256 + 65536  # by the previous byte, then by the two previous by
 TEXT_MIXER_V3 = "cm/v3"
 # The fourth text variant (``cm/v4``): cm/v3, then its distribution refined bit by bit (``bit_tree.py``: three
 # adaptive probability maps per tree node, by the previous one, two and three bytes, and a mixer per node).
-# Replayed on the same text-800k logits (benchmarks/mixer_replay.py): enwik5 and the last 256 KiB / 1 MB of the
-# held-out enwik8 head: see the table in README.md. Tried on the way (replays of enwik5): maps of 2**16 hashed
+# Whole files with text-800k, archives decoded and compared: enwik5 and the last 256 KiB / 1 MiB of the held-out
+# enwik8 head, README.md ("Mixer cm/v4"). Tried on the way (replays of enwik5, mixer_replay.py): maps of 2**16 hashed
 # contexts without blocks -0.68% (and slow: a byte's 255 nodes read 765 places), blocks of 2**8 contexts for the
 # hashed maps -0.75%, 2**12 -0.92%; updating both interpolated cells instead of the nearer one: -0.92% against
 # -0.68%; leaving unlikely nodes (below 2**-12 of the mass) unrefined: the same rate, a quarter less time.

@@ -75,7 +75,10 @@ def int_mm_faster() -> bool:
             times.append(time.perf_counter() - start)
         return min(times)
 
-    return fastest(lambda: torch._int_mm(q, w)) < fastest(lambda: np.matmul(qf, wf))
+    try:
+        return fastest(lambda: torch._int_mm(q, w)) < fastest(lambda: np.matmul(qf, wf))
+    except RuntimeError:  # a torch build without int8 matmuls on this CPU: float32 everywhere
+        return False
 
 
 class Int8Matrix:
