@@ -5,10 +5,10 @@ de-quantized them from the GGUF file) by elementwise IEEE operations only, so
 the same file gives the same integers on any machine. The arithmetic is the
 byte model's (``byte_model.py``, ``ops.py``, ``kernels.py``), with what LLMs add:
 
-* 7-bit weights per output channel multiplied in integers (``torch._int_mm``,
-  int8 x int8 -> int32: exact for any length on every code path, see
-  ``LLM_WEIGHT_MAX``, and a quarter of float32's bytes), or as float32 where
-  that is faster (CPUs without int8 kernels) and exact (``_Linear._product``);
+* 8-bit weights per output channel (7-bit in the arithmetics before
+  ``exact-int/v3``), multiplied in integers by ``torch._int_mm`` (int8 x int8
+  -> int32, a quarter of float32's bytes) where that is exact and faster, else
+  by float32 matmuls of the same integers (``products.Int8Matrix``);
 * the residual stream at ``RESIDUAL_BITS`` = 8 (LLM residuals hold outliers
   up to ~10**5), embeddings as int8 rows with integer multipliers;
 * gated MLPs (SiLU or GELU by integer tables), Gemma's q/k norms, post-norms
@@ -42,16 +42,26 @@ from lmpress.models.exact.byte_model import (
     logit_table,
 )
 
-# The arithmetic LLM archives are made with: ``exact-int/v1`` (the byte models' ``ARITHMETIC``) with
-# post-norms (Gemma 3) computed on the products at 24 bits (``kernels.product_norm_add``) instead of at the
-# residual's 8 fractional bits. Archives of ``exact-int/v1`` still decode (``ExactLLM(arithmetic=ARITHMETIC)``).
-LLM_ARITHMETIC = "exact-int/v2"
-ARITHMETICS = (ARITHMETIC, LLM_ARITHMETIC)
+# The LLM arithmetics, oldest first (an archive names its own; every one still decodes):
+# * ``exact-int/v1``: the byte models' ``ARITHMETIC`` with 7-bit weights (``torch._int_mm`` is exact on them on
+#   every kernel, see ``products.PAIR_SAFE_WEIGHT_MAX``);
+# * ``exact-int/v2``: post-norms (Gemma 3) computed on the products at 24 bits (``kernels.product_norm_add``)
+#   instead of at the residual's 8 fractional bits;
+# * ``exact-int/v3``: v2 with 8-bit weights (+-127), multiplied by ``torch._int_mm`` where its probe finds it
+#   exact and else by float32 matmuls in parts (``products.Int8Matrix``), and queries, keys and values at 12
+#   fractional bits instead of 10. Measured with ``benchmarks/exact_positions.py gemma3-270m`` against
+#   float32 (held-out Wikipedia, 8 x 2048 bytes at 100,000 and 4 x 2048 at 500,000): v2 +1.32% / +1.17%,
+#   8-bit weights +1.22% / +0.71%, with the 12-bit heads +0.99% / +0.45%. Gemma's weights come from 4-bit
+#   GGUF blocks with a scale per 32 values, which one 7-bit scale per output channel blurred (in float32
+#   alone, 7-bit weights cost +0.62% and 8-bit +0.03%).
+# The weights' integer range and the heads' fractional bits of each arithmetic:
+WIDTHS = {ARITHMETIC: (63, QKV_BITS), "exact-int/v2": (63, QKV_BITS), "exact-int/v3": (127, 12)}
+ARITHMETICS = tuple(WIDTHS)
+LLM_ARITHMETIC = ARITHMETICS[-1]  # the arithmetic new archives are made with
 RESIDUAL_BITS = 8  # Gemma 3's residual stream reaches ~10**5 (measured: 103,795 on held-out Wikipedia)
 RESIDUAL_LIMIT = 1 << 26  # real 262144; 2**52 * hidden stays within int64 for the sum of squares
 HIDDEN_BITS = 9
 ACTIVATION_LIMIT = {"silu": 16, "gelu_tanh": 8}  # beyond, the activation is x or 0 (to < 2**-20)
-GAIN_BITS = QKV_BITS  # q/k norm gains at the heads' fixed point
 # Gemma's q norm gain carries the attention scale (1/16): its queries are held with this many more bits
 # (at 10 bits they kept ~6: +45% code length), and the score index shifts by as many less.
 QUERY_EXTRA_BITS = 6
@@ -91,21 +101,15 @@ class _Rows:
         return ops.round_shift(self.q[tokens].astype(np.int64) * self.multiplier[tokens][:, None], self.shift)
 
 
-# int8 x int8 products in oneDNN's kernels for CPUs without VNNI (AVX2, SSE4.1: pmaddubsw) add pairs of
-# u8 x s8 products into int16 with saturation; with |weights| <= 63 a pair stays below 2**15, so
-# ``torch._int_mm`` is exact on every code path (tested: +-127 weights gave other integers under
-# ONEDNN_MAX_CPU_ISA=AVX2 or SSE41). LLM weights are therefore 7-bit.
-LLM_WEIGHT_MAX = 63
-
-
 class _Linear:
     """``IntLinear`` with its weights as a torch int8 matrix [in, out] for ``torch._int_mm``."""
 
-    def __init__(self, weight: torch.Tensor, out_bits: int, out_scale: np.ndarray | None = None) -> None:
+    def __init__(self, weight: torch.Tensor, out_bits: int, weight_max: int,
+                 out_scale: np.ndarray | None = None) -> None:
         w = weight.detach().double().numpy()  # [out, in]
         if out_scale is not None:
             w = w * out_scale[:, None]
-        self.lin = ops.IntLinear(w, out_bits, max_k=None, weight_max=LLM_WEIGHT_MAX)
+        self.lin = ops.IntLinear(w, out_bits, max_k=None, weight_max=weight_max)
         self.weight = self.lin.matrix.weight  # torch int8 [in, out]
         self.multiplier, self.shift = self.lin.multiplier, self.lin.shift
 
@@ -174,6 +178,10 @@ class ExactLLM:
         if arithmetic not in ARITHMETICS:
             raise LmpressError(f"this lmpress has the LLM arithmetics {', '.join(ARITHMETICS)}, not {arithmetic}")
         self.arithmetic = arithmetic
+        weight_max, self.qkv_bits = WIDTHS[arithmetic]
+        wider = self.qkv_bits - QKV_BITS  # than the byte models' heads
+        self.qkv_limit = QKV_LIMIT << wider  # the same real clamp
+        self.row_mul_shift = ROW_MUL_SHIFT - 2 * wider  # scores see keys and queries at qkv_bits
         cfg = self.cfg = llm.cfg
         gemma = cfg.family == "gemma3"
         self.activation = "gelu_tanh" if gemma else "silu"
@@ -187,22 +195,23 @@ class ExactLLM:
         self.layers = []
         for layer in llm.layers:
             entry = {
-                "qkv": _Linear(layer["qkv"].float().t(), QKV_BITS, q_scale),
-                "o": _Linear(layer["o"].float().t(), RESIDUAL_BITS),
-                "gate_up": _Linear(layer["gate_up"].float().t(), HIDDEN_BITS),
-                "down": _Linear(layer["down"].float().t(), RESIDUAL_BITS),
+                "qkv": _Linear(layer["qkv"].float().t(), self.qkv_bits, weight_max, q_scale),
+                "o": _Linear(layer["o"].float().t(), RESIDUAL_BITS, weight_max),
+                "gate_up": _Linear(layer["gate_up"].float().t(), HIDDEN_BITS, weight_max),
+                "down": _Linear(layer["down"].float().t(), RESIDUAL_BITS, weight_max),
                 "attn_norm": ops.to_fixed(layer["attn_norm"].double().numpy(), NORM_GAIN_BITS),
                 "mlp_norm": ops.to_fixed(layer["mlp_norm"].double().numpy(), NORM_GAIN_BITS),
                 "head_gain": NO_HEAD_NORM,
             }
             if gemma:
                 entry["head_gain"] = np.stack([
-                    ops.to_fixed(layer["q_norm"].double().numpy() * cfg.attention_scale, GAIN_BITS + QUERY_EXTRA_BITS),
-                    ops.to_fixed(layer["k_norm"].double().numpy(), GAIN_BITS)])
+                    ops.to_fixed(layer["q_norm"].double().numpy() * cfg.attention_scale,
+                                 self.qkv_bits + QUERY_EXTRA_BITS),  # the gains at the heads' fixed point
+                    ops.to_fixed(layer["k_norm"].double().numpy(), self.qkv_bits)])
                 entry["post_attn"] = ops.to_fixed(layer["post_attn_norm"].double().numpy(), RESIDUAL_BITS)
                 entry["post_mlp"] = ops.to_fixed(layer["post_mlp_norm"].double().numpy(), RESIDUAL_BITS)
             self.layers.append(entry)
-        self.head = _Linear(llm.head.float(), 8)
+        self.head = _Linear(llm.head.float(), 8, weight_max)
         self.final_norm = ops.to_fixed(llm.final_norm.double().numpy(), NORM_GAIN_BITS)
         self.embed = _Rows(llm.embed.double().numpy(), llm.embed_scale, RESIDUAL_BITS)
         self.query_extra = QUERY_EXTRA_BITS if gemma else 0
@@ -277,15 +286,15 @@ class ExactLLM:
             cos, sin = self.rotary[cfg.rope_theta[i]].at(position)
             lin, a = layer["qkv"], inputs["qkv"]
             k.norm_gain_quantize_rows(x, layer["attn_norm"], NORM_GAIN_BITS, a, row_scale, ops.ROW_BITS, levels["qkv"])
-            k.qkv_step(lin.matmul(a), lin.multiplier, row_scale, ops.PRE_SHIFT, lin.shift, QKV_LIMIT,
+            k.qkv_step(lin.matmul(a), lin.multiplier, row_scale, ops.PRE_SHIFT, lin.shift, self.qkv_limit,
                        layer["head_gain"], cos, sin, ROPE_BITS, nh, nkv, q, q_amax, keys, k_amax, values, v_amax,
                        slots[i])
             k.attention(q.reshape(b, nkv, nh // nkv, hd), q_amax.reshape(b, nkv, -1), keys, k_amax, values, v_amax,
-                        cache.used(), ROW_MUL_SHIFT - self.query_extra, SCORE_SHIFT, MUL_SHIFT, self.attention_exp,
+                        cache.used(), self.row_mul_shift - self.query_extra, SCORE_SHIFT, MUL_SHIFT, self.attention_exp,
                         attended)
             a = inputs["o"]
             k.quantize_rows(attended.reshape(b, nh * hd), a, amax, levels["o"])
-            self._add(layer["o"], a, ops.fixed_row_scale(amax, QKV_BITS, ops.ACT_MAX, levels["o"]), x,
+            self._add(layer["o"], a, ops.fixed_row_scale(amax, self.qkv_bits, ops.ACT_MAX, levels["o"]), x,
                       layer.get("post_attn"))
             lin, a = layer["gate_up"], inputs["gate_up"]
             k.norm_gain_quantize_rows(x, layer["mlp_norm"], NORM_GAIN_BITS, a, row_scale, ops.ROW_BITS,
@@ -307,7 +316,7 @@ class ExactLLM:
         y = lin.matmul(q)
         if post_norm is None:
             k.rescale_add(y, lin.multiplier, row_scale, ops.PRE_SHIFT, lin.shift, residual, RESIDUAL_LIMIT)
-        elif self.arithmetic == LLM_ARITHMETIC:
+        elif self.arithmetic != ARITHMETIC:  # v2 and later
             k.product_norm_add(y, lin.multiplier, ops.PRE_SHIFT, post_norm, residual, RESIDUAL_LIMIT)
         else:
             k.rescale_norm_add(y, lin.multiplier, row_scale, ops.PRE_SHIFT, lin.shift, post_norm, residual,

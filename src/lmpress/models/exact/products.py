@@ -4,7 +4,8 @@ A weight matmul of the exact arithmetic is q @ W for int8-valued q [rows, K]
 and int8 W [K, N]: it has one right answer, integers. Two kernels compute it:
 
 * a float32 matmul (numpy's BLAS) of the same values: exact in any summation
-  order as long as every partial sum stays below 2**24 (K * 128 * max|W|);
+  order as long as every partial sum stays below 2**24 (K * 128 * max|W|),
+  so longer inputs are multiplied in parts whose products add in int32;
 * ``torch._int_mm`` (int8 x int8 -> int32, oneDNN): exact where its kernels
   accumulate in int32 (VNNI, AMX), but not where they add pairs of u8 x s8
   products into int16 with saturation (pmaddubsw on CPUs with AVX2 or SSE4.1
@@ -34,26 +35,31 @@ def int_mm_exact(rows: int, k_in: int, n_out: int, weight_max: int) -> bool:
     """Whether ``torch._int_mm`` gives exact integers for this shape and weight range here.
 
     Weights within PAIR_SAFE_WEIGHT_MAX are exact on every kernel: a pair of u8 x s8 products stays below
-    2**15, so even int16 pair sums cannot saturate (the LLMs' 7-bit weights). Wider weights are probed."""
+    2**15, so even int16 pair sums cannot saturate (the 7-bit weights of LLM arithmetics before exact-int/v3).
+    Wider weights are probed."""
     return weight_max <= PAIR_SAFE_WEIGHT_MAX or _probe_int_mm(rows, k_in, n_out, weight_max)
 
 
 @functools.cache
 def _probe_int_mm(rows: int, k_in: int, n_out: int, weight_max: int) -> bool:
     """Probed on the inputs where int16 pair sums saturate if a kernel has them: activations of 127 (255 after
-    oneDNN's shift to u8) against weights of +-weight_max (columns of either sign), and -127 / -128 against
-    them; then random values. Every probe is compared with a float64 product (exact: sums below 2**53)."""
+    oneDNN's shift to u8), -127 and -128 against weights of +-weight_max (columns of either sign), whose exact
+    products are known; then random values, with the weights a random block of columns repeated along the
+    output (cheap for a 262,144-wide LLM head), compared with the block's float64 product (exact: sums below
+    2**53)."""
     generator = np.random.default_rng(0)
-    cases = [(np.full((rows, k_in), value, np.int8),
-              np.where(np.arange(n_out) % 2 == 0, weight_max, -weight_max).astype(np.int8)[None, :].repeat(k_in, 0))
-             for value in (127, -127, -128)]
-    cases.append((generator.integers(-128, 128, (rows, k_in), dtype=np.int8),
-                  generator.integers(-weight_max, weight_max + 1, (k_in, n_out), dtype=np.int8)))
-    for q, w in cases:
-        got = torch._int_mm(torch.from_numpy(q), torch.from_numpy(w)).numpy()
-        if not np.array_equal(got.astype(np.float64), q.astype(np.float64) @ w.astype(np.float64)):
+    signs = np.where(np.arange(n_out) % 2 == 0, weight_max, -weight_max).astype(np.int8)
+    alternating = torch.from_numpy(np.ascontiguousarray(np.broadcast_to(signs, (k_in, n_out))))
+    for value in (127, -127, -128):
+        got = torch._int_mm(torch.full((rows, k_in), value, dtype=torch.int8), alternating).numpy()
+        if not (got == value * k_in * signs.astype(np.int64)).all():
             return False
-    return True
+    block = generator.integers(-weight_max, weight_max + 1, (k_in, min(n_out, 256)), dtype=np.int8)
+    q = generator.integers(-128, 128, (rows, k_in), dtype=np.int8)
+    weights = np.tile(block, (1, -(-n_out // block.shape[1])))[:, :n_out]
+    got = torch._int_mm(torch.from_numpy(q), torch.from_numpy(np.ascontiguousarray(weights))).numpy()
+    want = np.tile(q.astype(np.float64) @ block.astype(np.float64), (1, -(-n_out // block.shape[1])))[:, :n_out]
+    return bool(np.array_equal(got.astype(np.float64), want))
 
 
 @functools.cache
@@ -87,22 +93,31 @@ class Int8Matrix:
     def __init__(self, weight: np.ndarray, weight_max: int) -> None:
         self.weight = torch.from_numpy(np.ascontiguousarray(weight, dtype=np.int8))
         self.weight_max = weight_max
+        # a float32 matmul is exact on up to this many inputs (every partial sum below 2**24); longer inputs
+        # are multiplied in parts of this length, whose exact products add in int32
+        self.float_part = ((1 << 24) - 1) // (ACTIVATION_MAX * weight_max)
         # the same integers as float32: the given array when it is one, else made when first used
         self._float32: np.ndarray | None = weight if weight.dtype == np.float32 else None
 
-    @property
-    def float_exact(self) -> bool:
-        """Whether a float32 matmul is exact: every partial sum below 2**24."""
-        return self.weight.shape[0] * ACTIVATION_MAX * self.weight_max < 1 << 24
-
     def product(self, q: np.ndarray) -> np.ndarray:
-        """q @ W for int8 q [rows, K]: exact integers, as int32 (``torch._int_mm``) or as float32 (a float32
-        matmul). A shape too long for float32 always takes ``torch._int_mm``; its callers bound the weights
-        so that every kernel is exact there (``llm_model.LLM_WEIGHT_MAX``)."""
+        """q @ W for int8 q [rows, K]: exact integers, as int32 (``torch._int_mm``) or from float32 matmuls
+        (``float32_product``)."""
         rows, k_in = q.shape
         n_out = self.weight.shape[1]
-        if not self.float_exact or (int_mm_faster() and int_mm_exact(rows, k_in, n_out, self.weight_max)):
+        if int_mm_faster() and int_mm_exact(rows, k_in, n_out, self.weight_max):
             return torch._int_mm(torch.from_numpy(q), self.weight).numpy()
+        return self.float32_product(q)
+
+    def float32_product(self, q: np.ndarray) -> np.ndarray:
+        """q @ W by float32 matmuls alone (numpy's BLAS): one for up to ``float_part`` inputs (a float32 result),
+        else one per part of K, added in int32."""
         if self._float32 is None:
             self._float32 = self.weight.numpy().astype(np.float32)
-        return np.matmul(q.astype(np.float32), self._float32)
+        qf = q.astype(np.float32)
+        if q.shape[1] <= self.float_part:
+            return np.matmul(qf, self._float32)
+        y = np.zeros((q.shape[0], self.weight.shape[1]), dtype=np.int32)  # |y| <= K * 128 * 127 < 2**31
+        for start in range(0, q.shape[1], self.float_part):
+            stop = start + self.float_part
+            y += np.matmul(qf[:, start:stop], self._float32[start:stop]).astype(np.int32)
+        return y
