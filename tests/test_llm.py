@@ -96,6 +96,7 @@ def test_exact_arithmetic_codes_like_float32(smollm2, wiki):
     from lmpress.coding import entropy
 
     assert smollm2.precision == "exact" and smollm2.arithmetic["name"] == "exact-int/v3"
+    assert smollm2.exact.layers[0]["down"].weight.abs().max().item() == 127  # v3's 8-bit weights
     floating = load_predictor("smollm2-135m", precision="float32")
     tokens = np.stack([smollm2.vocab.tokenize(wiki[i * 900:(i + 1) * 900])[:200] for i in range(2)])
     bits = {}
