@@ -10,10 +10,9 @@ Each archive is decoded and compared; every arithmetic codes the same bytes with
 from __future__ import annotations
 
 import argparse
-import time
 
 import lmpress
-from lmpress.bench.measure import machine_line
+from lmpress.bench.measure import machine_line, round_trip
 from lmpress.data.corpus import corpus_root
 
 SOURCE = "wiki/enwik8_head/enwik8_small_wicked_trimmed"  # Wikipedia XML no shipped model was trained on
@@ -32,15 +31,10 @@ def main() -> None:
     print(f"{a.model}, {len(data):,} bytes of {SOURCE} at {a.offset:,}, {a.workers} workers")
     runs = [name for _ in range(a.rounds) for name in a.arithmetics] + ["float32"]
     for name in runs:
-        t0 = time.perf_counter()
-        blob = lmpress.compress(data, a.model, precision=name, workers=a.workers)
-        t1 = time.perf_counter()
-        if lmpress.decompress(blob, workers=a.workers) != data:
-            raise SystemExit(f"{name}: decoded data differs")
-        t2 = time.perf_counter()
-        print(f"{name:13s} {len(blob):7,d} bytes  rate {len(blob) / len(data):.4f}  "
-              f"encode {len(data) / (t1 - t0) / 1e3:.2f} KB/s  decode {len(data) / (t2 - t1) / 1e3:.2f} KB/s",
-              flush=True)
+        r = round_trip(lambda d, n=name: lmpress.compress(d, a.model, precision=n, workers=a.workers),
+                       lambda blob: lmpress.decompress(blob, workers=a.workers), data)
+        print(f"{name:13s} {r['bytes']:7,d} bytes  rate {r['rate']:.4f}  "
+              f"encode {r['encode_kbs']:.2f} KB/s  decode {r['decode_kbs']:.2f} KB/s", flush=True)
     print(machine_line())
 
 

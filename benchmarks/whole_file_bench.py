@@ -23,12 +23,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import time
 from pathlib import Path
 
 import lmpress
 from lmpress.baselines import ALL
-from lmpress.bench.measure import machine_line
+from lmpress.bench.measure import machine_line, round_trip
 from lmpress.data.corpus import corpus_root
 
 LMPRESS_VARIANTS = {  # without "model": the model lmpress picks for the file (text-800k on text)
@@ -39,17 +38,6 @@ LMPRESS_VARIANTS = {  # without "model": the model lmpress picks for the file (t
     "lmpress multimodal model (exact, mixed)": {"model": "default"},
 }
 BASELINES = ["xz", "brotli", "zstd", "ppmd", "zpaq"]
-
-
-def timed(compress, decompress, data: bytes) -> dict:
-    t0 = time.perf_counter()
-    blob = compress(data)
-    t1 = time.perf_counter()
-    if decompress(blob) != data:
-        raise SystemExit("decoded data differs")
-    t2 = time.perf_counter()
-    return {"bytes": len(blob), "rate": len(blob) / len(data), "encode_kbs": len(data) / (t1 - t0) / 1e3,
-            "decode_kbs": len(data) / (t2 - t1) / 1e3}
 
 
 def held_out_files() -> dict[str, bytes]:
@@ -72,11 +60,11 @@ def main() -> None:
     rows = []
     for name, data in files.items():
         print(f"{name} ({len(data):,} bytes)\n| codec | rate | encode KB/s | decode KB/s |\n|---|---:|---:|---:|")
-        results = {v: timed(lambda d, o=o: lmpress.compress(d, **o), lmpress.decompress, data)
+        results = {v: round_trip(lambda d, o=o: lmpress.compress(d, **o), lmpress.decompress, data)
                    for v, o in variants.items()}
         for key in BASELINES:
             codec = ALL[key]()
-            results[codec.name] = timed(codec.compress, codec.decompress, data)
+            results[codec.name] = round_trip(codec.compress, codec.decompress, data)
         for codec, r in results.items():
             print(f"| {codec} | {r['rate']:.4f} | {r['encode_kbs']:.1f} | {r['decode_kbs']:.1f} |", flush=True)
             rows.append({"file": name, "input_bytes": len(data), "codec": codec, **r})

@@ -1,4 +1,4 @@
-"""Measurements shared by benchmarks: the machine's roofline, a model's cross-entropy, peak memory."""
+"""Measurements shared by benchmarks: timed round trips, the machine's roofline, cross-entropy, peak memory."""
 
 from __future__ import annotations
 
@@ -6,12 +6,26 @@ import math
 import platform
 import resource
 import time
+from collections.abc import Callable
 
 import numpy as np
 import torch
 
 from lmpress.baselines import BYTES, Compressor, Layout
 from lmpress.models.transformer import BOS, ByteTransformer
+
+
+def round_trip(compress: Callable[[bytes], bytes], decompress: Callable[[bytes], bytes], data: bytes) -> dict:
+    """Compress, decompress and compare, timed: the archive's size and rate, encode and decode KB/s.
+    A rate counts only for data decoded back, so a difference ends the benchmark."""
+    t0 = time.perf_counter()
+    blob = compress(data)
+    t1 = time.perf_counter()
+    if decompress(blob) != data:
+        raise SystemExit("decoded data differs")
+    t2 = time.perf_counter()
+    return {"bytes": len(blob), "rate": len(blob) / len(data),
+            "encode_kbs": len(data) / (t1 - t0) / 1e3, "decode_kbs": len(data) / (t2 - t1) / 1e3}
 
 
 def machine_line() -> str:

@@ -56,9 +56,10 @@ def _probe_int_mm(rows: int, k_in: int, n_out: int, weight_max: int) -> bool:
             return False
     block = generator.integers(-weight_max, weight_max + 1, (k_in, min(n_out, 256)), dtype=np.int8)
     q = generator.integers(-128, 128, (rows, k_in), dtype=np.int8)
-    weights = np.tile(block, (1, -(-n_out // block.shape[1])))[:, :n_out]
+    tiles = -(-n_out // block.shape[1])
+    weights = np.tile(block, (1, tiles))[:, :n_out]
     got = torch._int_mm(torch.from_numpy(q), torch.from_numpy(np.ascontiguousarray(weights))).numpy()
-    want = np.tile(q.astype(np.float64) @ block.astype(np.float64), (1, -(-n_out // block.shape[1])))[:, :n_out]
+    want = np.tile(q.astype(np.float64) @ block.astype(np.float64), (1, tiles))[:, :n_out]
     return bool(np.array_equal(got.astype(np.float64), want))
 
 
