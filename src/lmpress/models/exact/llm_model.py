@@ -89,10 +89,11 @@ class _Rows:
     MULTIPLIER_BITS = 20
 
     def __init__(self, table: np.ndarray, scale: float, out_bits: int) -> None:
-        t = np.asarray(table, dtype=np.float64) * scale
-        row_scale = np.abs(t).max(axis=1) / self.LEVELS
-        row_scale = np.where(row_scale > 0, row_scale, 1.0)
-        self.q = np.clip(np.round(t / row_scale[:, None]), -self.LEVELS, self.LEVELS).astype(np.int16)
+        table = np.asarray(table)
+        self.q = np.empty(table.shape, dtype=np.int16)
+        row_scale = np.empty(len(table))
+        # the rows are the channels: q = clip(round(table * scale / row_scale), +-LEVELS) in float64
+        k.quantize_weights(table.T, np.full(len(table), float(scale)), float(self.LEVELS), self.q.T, row_scale)
         exponent = int(np.frexp(row_scale.max())[1])
         self.shift = self.MULTIPLIER_BITS - exponent - out_bits  # value = q * multiplier >> shift
         self.multiplier = np.round(np.ldexp(row_scale, out_bits + self.shift)).astype(np.int64)
@@ -106,10 +107,8 @@ class _Linear:
 
     def __init__(self, weight: torch.Tensor, out_bits: int, weight_max: int,
                  out_scale: np.ndarray | None = None) -> None:
-        w = weight.detach().double().numpy()  # [out, in]
-        if out_scale is not None:
-            w = w * out_scale[:, None]
-        self.lin = ops.IntLinear(w, out_bits, max_k=None, weight_max=weight_max)
+        self.lin = ops.IntLinear(weight.detach().numpy(), out_bits, max_k=None, weight_max=weight_max,
+                                 gains=out_scale)  # (a view [out, in] of the float32 weights)
         self.weight = self.lin.matrix.weight  # torch int8 [in, out]
         self.multiplier, self.shift = self.lin.multiplier, self.lin.shift
 
@@ -213,7 +212,7 @@ class ExactLLM:
             self.layers.append(entry)
         self.head = _Linear(llm.head.float(), 8, weight_max)
         self.final_norm = ops.to_fixed(llm.final_norm.double().numpy(), NORM_GAIN_BITS)
-        self.embed = _Rows(llm.embed.double().numpy(), llm.embed_scale, RESIDUAL_BITS)
+        self.embed = _Rows(llm.embed.numpy(), llm.embed_scale, RESIDUAL_BITS)
         self.query_extra = QUERY_EXTRA_BITS if gemma else 0
         self.levels = GEMMA_LEVELS if gemma else LEVELS
         self.rotary = {theta: tables.Rotary(hd // 2, repr(theta), ROPE_BITS) for theta in set(cfg.rope_theta)}

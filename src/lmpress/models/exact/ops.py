@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from lmpress.models.exact.kernels import frequencies
+from lmpress.models.exact.kernels import frequencies, quantize_weights
 from lmpress.models.exact.products import Int8Matrix
 
 ACT_MAX = 127  # activations and weights at a matmul are integers in [-127, 127]
@@ -64,22 +64,34 @@ class IntLinear:
     """
 
     def __init__(self, weight: np.ndarray, out_bits: int, max_k: int | None = MAX_EXACT_K,
-                 weight_max: int = ACT_MAX) -> None:
+                 weight_max: int = ACT_MAX, gains: np.ndarray | None = None) -> None:
         """``max_k``: refuse longer inputs (a float32 matmul of them would not be exact); None for
-        weights multiplied in integers (``torch._int_mm``). ``weight_max``: the weights' integer range."""
-        w = np.asarray(weight, dtype=np.float64)  # [out, in]
+        weights multiplied in integers (``torch._int_mm``). ``weight_max``: the weights' integer range.
+        ``gains``: float64 factors of the output channels, applied to the weights (in float64) first."""
+        w = np.asarray(weight)  # [out, in]
+        if w.dtype not in (np.float32, np.float64):
+            w = w.astype(np.float64)
         if max_k is not None and w.shape[1] > max_k:
             raise ValueError(f"{w.shape[1]} inputs: a float32 matmul is exact for at most {MAX_EXACT_K}")
-        scale = np.abs(w).max(axis=1) / weight_max
-        scale = np.where(scale > 0, scale, 1.0)
-        self.weight = np.clip(np.round(w / scale[:, None]), -weight_max, weight_max).astype(np.float32).T.copy()
+        gains = np.ones(w.shape[0]) if gains is None else np.asarray(gains, dtype=np.float64)
+        # [in, out]: float32 for models of short inputs (their products are float32 matmuls; the zeros'
+        # signs are in their digests), else int8 (torch._int_mm, float32 only where needed)
+        q = np.empty(w.shape[::-1], dtype=np.int8 if max_k is None else np.float32)
+        scale = np.empty(w.shape[0])
+        quantize_weights(w.T, gains, float(weight_max), q, scale)  # (in float64, whatever w's dtype)
         # real output = scale[o] * (q @ W)[o] * r / 2**ROW_BITS; at out_bits bits, with the multiplier
         # holding WEIGHT_BITS bits: multiplier = scale * 2**(out_bits - ROW_BITS + m_bits).
         exponent = int(np.frexp(scale.max())[1])  # scale.max() < 2**exponent
         m_bits = WEIGHT_BITS - exponent - out_bits + ROW_BITS
         self.multiplier = np.round(np.ldexp(scale, out_bits - ROW_BITS + m_bits)).astype(np.int64)
         self.shift = m_bits - PRE_SHIFT
-        self.matrix = Int8Matrix(self.weight, weight_max)
+        self.matrix = Int8Matrix(q, weight_max)
+
+    @property
+    def weight(self) -> np.ndarray:
+        """The integer weights [in, out] as float32 (made when first asked for: an LLM needs them only where
+        its products run as float32 matmuls)."""
+        return self.matrix.float32()
 
     def product(self, q: np.ndarray) -> np.ndarray:
         """q @ W for int8 q [rows, in]: exact integers (int32 or float32, ``products.Int8Matrix``)."""

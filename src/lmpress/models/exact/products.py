@@ -100,6 +100,12 @@ class Int8Matrix:
         # the same integers as float32: the given array when it is one, else made when first used
         self._float32: np.ndarray | None = weight if weight.dtype == np.float32 else None
 
+    def float32(self) -> np.ndarray:
+        """The weights as float32 [K, N] (made when first asked for)."""
+        if self._float32 is None:
+            self._float32 = self.weight.numpy().astype(np.float32)
+        return self._float32
+
     def product(self, q: np.ndarray) -> np.ndarray:
         """q @ W for int8 q [rows, K]: exact integers, as int32 (``torch._int_mm``) or from float32 matmuls
         (``float32_product``)."""
@@ -112,13 +118,12 @@ class Int8Matrix:
     def float32_product(self, q: np.ndarray) -> np.ndarray:
         """q @ W by float32 matmuls alone (numpy's BLAS): one for up to ``float_part`` inputs (a float32 result),
         else one per part of K, added in int32."""
-        if self._float32 is None:
-            self._float32 = self.weight.numpy().astype(np.float32)
+        weight = self.float32()
         qf = q.astype(np.float32)
         if q.shape[1] <= self.float_part:
-            return np.matmul(qf, self._float32)
+            return np.matmul(qf, weight)
         y = np.zeros((q.shape[0], self.weight.shape[1]), dtype=np.int32)  # |y| <= K * 128 * 127 < 2**31
         for start in range(0, q.shape[1], self.float_part):
             stop = start + self.float_part
-            y += np.matmul(qf[:, start:stop], self._float32[start:stop]).astype(np.int32)
+            y += np.matmul(qf[:, start:stop], weight[start:stop]).astype(np.int32)
         return y
