@@ -87,8 +87,9 @@ def test_smollm2_archives_identical_and_decodable_across_code_paths(sample):
 _PRODUCTS = """
 import numpy as np, torch
 from lmpress.models.exact import products
+from lmpress.models.exact import rows as row_threads
 rng = np.random.default_rng(5)
-for rows, k_in, n_out in [(32, 128, 192), (7, 512, 128), (64, 128, 256), (6, 2600, 96)]:
+for rows, k_in, n_out in [(32, 128, 192), (7, 512, 128), (64, 128, 256), (6, 2600, 96), (5, 576, 1536)]:
     w = rng.integers(-127, 128, (k_in, n_out)).astype(np.int8)
     w[:, 0], w[:, 1] = 127, -127  # columns where int16 pair sums saturate against the row of 127s
     q = rng.integers(-127, 128, (rows, k_in)).astype(np.int8)
@@ -97,6 +98,9 @@ for rows, k_in, n_out in [(32, 128, 192), (7, 512, 128), (64, 128, 256), (6, 260
     matrix = products.Int8Matrix(w, 127)
     assert np.array_equal(np.asarray(matrix.product(q)).astype(np.int64), exact)
     assert np.array_equal(np.asarray(matrix.float32_product(q)).astype(np.int64), exact)  # K = 2600: in 3 parts
+    assert np.array_equal(matrix.compiled_product(q).astype(np.int64), exact)
+    with row_threads.threads(2):  # (1536 outputs: split over both threads)
+        assert np.array_equal(matrix.compiled_product(q).astype(np.int64), exact)
     int_mm = torch._int_mm(torch.from_numpy(q), torch.from_numpy(w)).numpy().astype(np.int64)
     assert np.array_equal(int_mm, exact) or not products.int_mm_exact(rows, k_in, n_out, 127)
     print(rows, k_in, n_out, "int_mm exact:", products.int_mm_exact(rows, k_in, n_out, 127))

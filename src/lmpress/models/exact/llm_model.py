@@ -246,9 +246,10 @@ class ExactLLM:
     def step(self, x: np.ndarray, caches: list[ExactLayerCache]) -> np.ndarray:
         """Integer logits [B, vocab] at 8 bits for input vectors x (int64 [B, hidden] at RESIDUAL_BITS).
 
-        The weight products, which bound a step's time, run on the threads ``rows.threads`` allows (BLAS
-        threads sharing each weight matrix: measured on 16 x 576 @ 576 x 49152 here, 21 ms on one thread,
-        12 ms on two); running row ranges on threads instead would read every weight once per thread."""
+        The weight products, which bound a step's time, run on the threads ``rows.threads`` allows (threads
+        sharing each weight matrix, by outputs: BLAS's or torch's, or ``rows.each`` for the compiled kernel;
+        measured on 16 x 576 @ 576 x 49152 here, 21 ms on one thread, 12 ms on two); running row ranges on
+        threads instead would read every weight once per thread."""
         position = caches[0].length
         slots = []
         for cache in caches:  # (a cache may grow here, before any layer runs)

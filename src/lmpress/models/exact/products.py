@@ -1,7 +1,7 @@
 """Exact products of int8 matrices: the one place that decides how a weight matmul runs.
 
 A weight matmul of the exact arithmetic is q @ W for int8-valued q [rows, K]
-and int8 W [K, N]: it has one right answer, integers. Two kernels compute it:
+and int8 W [K, N]: it has one right answer, integers. Three kernels compute it:
 
 * a float32 matmul (numpy's BLAS) of the same values: exact in any summation
   order as long as every partial sum stays below 2**24 (K * 128 * max|W|),
@@ -9,14 +9,19 @@ and int8 W [K, N]: it has one right answer, integers. Two kernels compute it:
 * ``torch._int_mm`` (int8 x int8 -> int32, oneDNN): exact where its kernels
   accumulate in int32 (VNNI, AMX), but not where they add pairs of u8 x s8
   products into int16 with saturation (pmaddubsw on CPUs with AVX2 or SSE4.1
-  and no VNNI: +-127 values give other integers there).
+  and no VNNI: +-127 values give other integers there);
+* ``kernels.int8_product``, compiled integer dot products over the weights
+  stored output by output: exact on every CPU, and on a few rows, where a
+  product is bound by reading the weights, faster than the float32 matmul
+  (it reads a quarter of the bytes).
 
-``Int8Matrix.product`` takes ``torch._int_mm`` where it is exact and the faster
-of the two, and the float32 matmul otherwise. Exact: always for weights within
-+-63 (no int16 pair sum can saturate), else where a probe on the worst case for
-int16 pair sums came out exact (once per shape, in this process, with its code
-paths). Faster: timed once, on this CPU. Both give the same integers, so the choice decides
-how fast a step is, never what it computes or what an archive holds.
+``Int8Matrix.product`` takes ``torch._int_mm`` where it is exact and faster
+than BLAS, else the compiled kernel for up to ``FEW_ROWS`` rows and the float32
+matmul for more. Exact: always for weights within +-63 (no int16 pair sum can
+saturate), else where a probe on the worst case for int16 pair sums came out
+exact (once per shape, in this process, with its code paths). Faster: timed
+once, on this CPU. All give the same integers, so the choice decides how fast
+a step is, never what it computes or what an archive holds.
 """
 
 from __future__ import annotations
@@ -27,8 +32,15 @@ import time
 import numpy as np
 import torch
 
+from lmpress.models.exact import kernels
+from lmpress.models.exact import rows as row_threads
+
 ACTIVATION_MAX = 128  # |q| of a matmul input: int8 values, or the low half of a 16-bit value (-128..127)
 PAIR_SAFE_WEIGHT_MAX = 63  # 2 * 255 * 63 < 2**15: oneDNN's u8 (activation + 128) x s8 pairs fit int16
+# Up to this many rows the compiled kernel beats BLAS's float32 matmul (measured with AVX2 code, one thread:
+# 32 x 576 @ 576 x 1536 0.53 ms against 0.60 ms; 64 x 128 @ 128 x 384 0.079 ms against 0.066 ms)
+FEW_ROWS = 32
+COLUMNS_PER_THREAD = 256  # a product's outputs are split over the step's threads in parts of at least this many
 
 
 def int_mm_exact(rows: int, k_in: int, n_out: int, weight_max: int) -> bool:
@@ -99,6 +111,7 @@ class Int8Matrix:
         self.float_part = ((1 << 24) - 1) // (ACTIVATION_MAX * weight_max)
         # the same integers as float32: the given array when it is one, else made when first used
         self._float32: np.ndarray | None = weight if weight.dtype == np.float32 else None
+        self._by_output: np.ndarray | None = None  # int8 [N, K] for the compiled kernel, made when first used
 
     def float32(self) -> np.ndarray:
         """The weights as float32 [K, N] (made when first asked for)."""
@@ -113,7 +126,23 @@ class Int8Matrix:
         n_out = self.weight.shape[1]
         if int_mm_faster() and int_mm_exact(rows, k_in, n_out, self.weight_max):
             return torch._int_mm(torch.from_numpy(q), self.weight).numpy()
+        if rows <= FEW_ROWS:
+            return self.compiled_product(q)
         return self.float32_product(q)
+
+    def compiled_product(self, q: np.ndarray) -> np.ndarray:
+        """q @ W in int32 by ``kernels.int8_product``, its outputs split over the step's threads
+        (``rows.threads``; the kernel releases the GIL)."""
+        if self._by_output is None:
+            self._by_output = np.ascontiguousarray(self.weight.numpy().T)
+        q = np.ascontiguousarray(q, dtype=np.int8)
+        n_out = self._by_output.shape[0]
+        out = np.empty((q.shape[0], n_out), dtype=np.int32)
+        parts = max(1, min(row_threads.count(), n_out // COLUMNS_PER_THREAD))
+        bounds = [n_out * i // parts for i in range(parts + 1)]
+        row_threads.each(lambda i: kernels.int8_product(q, self._by_output[bounds[i]:bounds[i + 1]],
+                                                       out[:, bounds[i]:bounds[i + 1]]), parts)
+        return out
 
     def float32_product(self, q: np.ndarray) -> np.ndarray:
         """q @ W by float32 matmuls alone (numpy's BLAS): one for up to ``float_part`` inputs (a float32 result),

@@ -7,8 +7,8 @@ threads and still give the same integers: the archive never depends on the
 thread count. The network's kernels and matmuls release the GIL, so the
 threads run side by side. (The context mixer stays on one thread: its tables
 are shared by all rows and updated in row order. LLMs, whose steps are bound
-by reading their weights, spread each product over BLAS threads instead:
-``count``.)
+by reading their weights, spread each product over the threads instead: BLAS's
+or torch's, or these threads by outputs, ``each``.)
 
 ``codec.coding_threads`` sets the thread count for a block coded in this
 process; worker processes code one block each on one thread.
@@ -17,6 +17,7 @@ process; worker processes code one block each on one thread.
 from __future__ import annotations
 
 import contextlib
+import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import TypeVar
@@ -24,6 +25,7 @@ from typing import TypeVar
 import numpy as np
 
 MIN_ROWS = 8  # rows per thread: fewer cost more in hand-over than they save
+_PREFIX = "lmpress-rows"  # the threads' names
 T = TypeVar("T")
 
 _threads = 1
@@ -40,7 +42,7 @@ def threads(n: int) -> Iterator[None]:
     if _threads > max(_pool_size, 1):
         if _pool is not None:
             _pool.shutdown()
-        _pool, _pool_size = ThreadPoolExecutor(_threads, thread_name_prefix="lmpress-rows"), _threads
+        _pool, _pool_size = ThreadPoolExecutor(_threads, thread_name_prefix=_PREFIX), _threads
     try:
         yield
     finally:
@@ -65,3 +67,13 @@ def run(step: Callable[[slice], T], batch: int) -> list[T]:
     if len(ranges) == 1 or _pool is None:  # (the pool exists whenever more than one range is asked for)
         return [step(r) for r in ranges]
     return list(_pool.map(step, ranges))
+
+
+def each(task: Callable[[int], object], n: int) -> None:
+    """``task(i)`` for i < n, on the threads (for work split otherwise than by rows: a product's outputs).
+    Called from one of the threads (a row range's step), it runs them there: the others are busy."""
+    if n == 1 or _pool is None or threading.current_thread().name.startswith(_PREFIX):
+        for i in range(n):
+            task(i)
+        return
+    list(_pool.map(task, range(n)))
