@@ -101,6 +101,10 @@ for rows, k_in, n_out in [(32, 128, 192), (7, 512, 128), (64, 128, 256), (6, 260
     assert np.array_equal(matrix.compiled_product(q).astype(np.int64), exact)
     with row_threads.threads(2):  # (1536 outputs: split over both threads)
         assert np.array_equal(matrix.compiled_product(q).astype(np.int64), exact)
+        # called from the threads themselves (a byte model's row ranges), it runs there instead of waiting
+        # for threads that are busy: no deadlock, the same integers
+        halves = row_threads.run(lambda part: matrix.compiled_product(np.tile(q, (4, 1))[part]), 4 * rows)
+        assert np.array_equal(np.concatenate(halves).astype(np.int64), np.tile(exact, (4, 1)))
     int_mm = torch._int_mm(torch.from_numpy(q), torch.from_numpy(w)).numpy().astype(np.int64)
     assert np.array_equal(int_mm, exact) or not products.int_mm_exact(rows, k_in, n_out, 127)
     print(rows, k_in, n_out, "int_mm exact:", products.int_mm_exact(rows, k_in, n_out, 127))
