@@ -16,8 +16,8 @@ and int8 W [K, N]: it has one right answer, integers. Three kernels compute it:
   (it reads a quarter of the bytes).
 
 ``Int8Matrix.product`` takes ``torch._int_mm`` where it is exact and faster
-than BLAS, else the compiled kernel for up to ``FEW_ROWS`` rows and the float32
-matmul for more. Exact: always for weights within +-63 (no int16 pair sum can
+than BLAS, else the compiled kernel for few rows (``FEW_ROWS``, more for large
+matrices) and the float32 matmul for more. Exact: always for weights within +-63 (no int16 pair sum can
 saturate), else where a probe on the worst case for int16 pair sums came out
 exact (once per shape, in this process, with its code paths). Faster: timed
 once, on this CPU. All give the same integers, so the choice decides how fast
@@ -37,9 +37,13 @@ from lmpress.models.exact import rows as row_threads
 
 ACTIVATION_MAX = 128  # |q| of a matmul input: int8 values, or the low half of a 16-bit value (-128..127)
 PAIR_SAFE_WEIGHT_MAX = 63  # 2 * 255 * 63 < 2**15: oneDNN's u8 (activation + 128) x s8 pairs fit int16
-# Up to this many rows the compiled kernel beats BLAS's float32 matmul (measured with AVX2 code, one thread:
-# 32 x 576 @ 576 x 1536 0.53 ms against 0.60 ms; 64 x 128 @ 128 x 384 0.079 ms against 0.066 ms)
-FEW_ROWS = 32
+# Where the compiled kernel beats BLAS's float32 matmul: on few rows, and on more for matrices too large for
+# the caches as float32, whose products are bound by reading them (measured with AVX2 code, one thread,
+# compiled / float32: 16 x 128 @ 128 x 384 0.023 / 0.021 ms, 64 x 128 @ 128 x 384 0.101 / 0.067 ms;
+# 64 x 576 @ 576 x 3072 2.30 / 2.53 ms, 64 x 576 @ 576 x 49152 35.7 / 43.8 ms)
+FEW_ROWS = 16
+LARGE_MATRIX = 1 << 18  # weights (1 MiB as float32)
+LARGE_MATRIX_ROWS = 64
 COLUMNS_PER_THREAD = 256  # a product's outputs are split over the step's threads in parts of at least this many
 
 
@@ -126,7 +130,7 @@ class Int8Matrix:
         n_out = self.weight.shape[1]
         if int_mm_faster() and int_mm_exact(rows, k_in, n_out, self.weight_max):
             return torch._int_mm(torch.from_numpy(q), self.weight).numpy()
-        if rows <= FEW_ROWS:
+        if rows <= FEW_ROWS or (rows <= LARGE_MATRIX_ROWS and k_in * n_out >= LARGE_MATRIX):
             return self.compiled_product(q)
         return self.float32_product(q)
 
