@@ -89,7 +89,8 @@ import numpy as np, torch
 from lmpress.models.exact import products
 from lmpress.models.exact import rows as row_threads
 rng = np.random.default_rng(5)
-for rows, k_in, n_out in [(32, 128, 192), (7, 512, 128), (64, 128, 256), (6, 2600, 96), (5, 576, 1536)]:
+for rows, k_in, n_out in [(32, 128, 192), (7, 512, 128), (64, 128, 256), (6, 2600, 96), (5, 576, 1536),
+                          (3, 1536, 576)]:
     w = rng.integers(-127, 128, (k_in, n_out)).astype(np.int8)
     w[:, 0], w[:, 1] = 127, -127  # columns where int16 pair sums saturate against the row of 127s
     q = rng.integers(-127, 128, (rows, k_in)).astype(np.int8)
@@ -105,6 +106,10 @@ for rows, k_in, n_out in [(32, 128, 192), (7, 512, 128), (64, 128, 256), (6, 260
         # for threads that are busy: no deadlock, the same integers
         halves = row_threads.run(lambda part: matrix.compiled_product(np.tile(q, (4, 1))[part]), 4 * rows)
         assert np.array_equal(np.concatenate(halves).astype(np.int64), np.tile(exact, (4, 1)))
+    # 16-bit inputs (the LLMs'): int16 in parts of 512 inputs in the compiled kernel, else int8 halves
+    wide = rng.integers(-32639, 32640, (rows, k_in))
+    wide[0], wide[-1] = 32639, -32639
+    assert np.array_equal(matrix.wide_product(wide), wide @ w.astype(np.int64))
     int_mm = torch._int_mm(torch.from_numpy(q), torch.from_numpy(w)).numpy().astype(np.int64)
     assert np.array_equal(int_mm, exact) or not products.int_mm_exact(rows, k_in, n_out, 127)
     print(rows, k_in, n_out, "int_mm exact:", products.int_mm_exact(rows, k_in, n_out, 127))

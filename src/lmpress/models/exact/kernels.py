@@ -447,9 +447,10 @@ def norm_gain_quantize_rows(x, gain, gain_bits, q, row_scale, row_bits, levels):
 
 @njit(cache=True, nogil=True)
 def int8_product(q, weight_t, out):  # pragma: no cover - compiled
-    """out = q @ weight_t.T in int32: q int8 [rows, K], weight_t int8 [N, K] (each output's weights in a row).
+    """out = q @ weight_t.T in int32: q int8 [rows, K], weight_t int8 [N, K] (each output's weights in a row);
+    or q int16 (16-bit inputs, |q| <= 32639) with K <= 512, so that every sum stays below 2**31.
 
-    Integer arithmetic, exact on every CPU (|sum| <= K * 128 * 127 < 2**31 for K < 2**17). Each output is a
+    Integer arithmetic, exact on every CPU (|sum| <= K * 128 * 127 < 2**31 for int8 K < 2**17). Each output is a
     dot product along K, which the compiler vectorizes (int16 multiply-adds, vpmaddwd on AVX2 and AVX-512);
     four input rows share each weight row's loads. On a few rows the product is bound by reading the weights,
     which here are int8: measured with AVX2 code (NUMBA_CPU_NAME=haswell, one thread), 4 x 576 @ 576 x 3072 in

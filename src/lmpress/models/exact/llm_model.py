@@ -119,18 +119,10 @@ class _Linear:
         return self.lin.product(q).astype(np.int32, copy=False)
 
     def matmul(self, q: np.ndarray) -> np.ndarray:
-        """q @ W exactly: int8 q in one product; 16-bit q (int64, |q| <= WIDE_MAX) as q = 256 hi + lo
-        with int8 halves, stacked as rows of one product (the weights, which bound a step's time, are
-        read once; int32 products of hi stay below 2**31 for K < 2**15)."""
+        """q @ W exactly: int8 q (int32 out), or 16-bit q (int64 in and out, |q| <= WIDE_MAX)."""
         if q.dtype == np.int8:
             return self._product(q)
-        rows = q.shape[0]
-        halves = np.empty((2 * rows, q.shape[1]), np.int8)
-        k.split_wide(q, halves[:rows], halves[rows:])
-        both = self._product(halves)
-        y = np.empty((rows, self.weight.shape[1]), dtype=np.int64)
-        k.join_wide(both[:rows], both[rows:], y)
-        return y
+        return self.lin.matrix.wide_product(q)
 
 
 class ExactLayerCache:

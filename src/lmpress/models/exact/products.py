@@ -44,6 +44,7 @@ PAIR_SAFE_WEIGHT_MAX = 63  # 2 * 255 * 63 < 2**15: oneDNN's u8 (activation + 128
 FEW_ROWS = 16
 LARGE_MATRIX = 1 << 18  # weights (1 MiB as float32)
 LARGE_MATRIX_ROWS = 64
+WIDE_PART = 512  # 16-bit inputs per int32 sum in the compiled kernel: 512 * 32639 * 127 < 2**31
 COLUMNS_PER_THREAD = 256  # a product's outputs are split over the step's threads in parts of at least this many
 
 
@@ -115,7 +116,8 @@ class Int8Matrix:
         self.float_part = ((1 << 24) - 1) // (ACTIVATION_MAX * weight_max)
         # the same integers as float32: the given array when it is one, else made when first used
         self._float32: np.ndarray | None = weight if weight.dtype == np.float32 else None
-        self._by_output: np.ndarray | None = None  # int8 [N, K] for the compiled kernel, made when first used
+        # int8 [N, K] for the compiled kernel, whole (key None) and in parts of K, made when first used
+        self._by_output: dict[int | None, list[np.ndarray]] | None = None
 
     def float32(self) -> np.ndarray:
         """The weights as float32 [K, N] (made when first asked for)."""
@@ -128,23 +130,64 @@ class Int8Matrix:
         (``float32_product``)."""
         rows, k_in = q.shape
         n_out = self.weight.shape[1]
+        if self._uses_compiled(rows):
+            return self.compiled_product(q)
         if int_mm_faster() and int_mm_exact(rows, k_in, n_out, self.weight_max):
             return torch._int_mm(torch.from_numpy(q), self.weight).numpy()
-        if rows <= FEW_ROWS or (rows <= LARGE_MATRIX_ROWS and k_in * n_out >= LARGE_MATRIX):
-            return self.compiled_product(q)
         return self.float32_product(q)
 
+    def _uses_compiled(self, rows: int) -> bool:
+        """Whether a product of ``rows`` int8 rows runs in the compiled kernel (else ``torch._int_mm`` or BLAS)."""
+        k_in, n_out = self.weight.shape
+        if int_mm_faster() and int_mm_exact(rows, k_in, n_out, self.weight_max):
+            return False
+        return rows <= FEW_ROWS or (rows <= LARGE_MATRIX_ROWS and k_in * n_out >= LARGE_MATRIX)
+
+    def wide_product(self, q: np.ndarray) -> np.ndarray:
+        """q @ W exactly (int64) for 16-bit q (int64 [rows, K], |q| <= WIDE_MAX = 127 * 256 + 127).
+
+        The compiled kernel takes q as int16, in parts of at most WIDE_PART inputs (int32 sums), added in
+        int64. The other kernels take q = 256 hi + lo as int8 halves stacked as rows of one product (the
+        weights, which bound a step's time, are read once; int32 products of hi stay below 2**31 for K < 2**15):
+        on a CPU without VNNI one pass over 16-bit inputs costs about what one over int8 halves does."""
+        rows, k_in = q.shape
+        n_out = self.weight.shape[1]
+        y = np.empty((rows, n_out), dtype=np.int64)
+        if self._uses_compiled(2 * rows):
+            q16 = q.astype(np.int16)
+            y[:] = 0
+            for part, weight_t in zip(range(0, k_in, WIDE_PART), self._by_output_parts(WIDE_PART)):
+                y += self._compiled(np.ascontiguousarray(q16[:, part:part + WIDE_PART]), weight_t)
+            return y
+        halves = np.empty((2 * rows, k_in), np.int8)
+        kernels.split_wide(q, halves[:rows], halves[rows:])
+        both = self.product(halves).astype(np.int32, copy=False)
+        kernels.join_wide(both[:rows], both[rows:], y)
+        return y
+
     def compiled_product(self, q: np.ndarray) -> np.ndarray:
-        """q @ W in int32 by ``kernels.int8_product``, its outputs split over the step's threads
-        (``rows.threads``; the kernel releases the GIL)."""
+        """q @ W in int32 by ``kernels.int8_product`` (int8 q)."""
+        return self._compiled(np.ascontiguousarray(q, dtype=np.int8), self._by_output_parts(None)[0])
+
+    def _by_output_parts(self, k_in: int | None) -> list[np.ndarray]:
+        """The weights output by output (int8 [N, K], contiguous), whole (``k_in`` None) or in parts of K."""
         if self._by_output is None:
-            self._by_output = np.ascontiguousarray(self.weight.numpy().T)
-        q = np.ascontiguousarray(q, dtype=np.int8)
-        n_out = self._by_output.shape[0]
+            self._by_output = {None: [np.ascontiguousarray(self.weight.numpy().T)]}
+        if k_in not in self._by_output:
+            whole = self._by_output[None][0]
+            self._by_output[k_in] = [np.ascontiguousarray(whole[:, start:start + k_in])
+                                     for start in range(0, whole.shape[1], k_in)]
+        return self._by_output[k_in]
+
+    @staticmethod
+    def _compiled(q: np.ndarray, weight_t: np.ndarray) -> np.ndarray:
+        """``kernels.int8_product`` of contiguous q and weight_t [N, K], the outputs split over the step's
+        threads (``rows.threads``; the kernel releases the GIL)."""
+        n_out = weight_t.shape[0]
         out = np.empty((q.shape[0], n_out), dtype=np.int32)
         parts = max(1, min(row_threads.count(), n_out // COLUMNS_PER_THREAD))
         bounds = [n_out * i // parts for i in range(parts + 1)]
-        row_threads.each(lambda i: kernels.int8_product(q, self._by_output[bounds[i]:bounds[i + 1]],
+        row_threads.each(lambda i: kernels.int8_product(q, weight_t[bounds[i]:bounds[i + 1]],
                                                        out[:, bounds[i]:bounds[i + 1]]), parts)
         return out
 
