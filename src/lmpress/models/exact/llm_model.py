@@ -103,7 +103,8 @@ class _Rows:
 
 
 class _Linear:
-    """``IntLinear`` with its weights as a torch int8 matrix [in, out] for ``torch._int_mm``."""
+    """``IntLinear`` with int8 weights of any range up to +-127; ``products.Int8Matrix`` decides how its
+    products run (``torch._int_mm``, the compiled kernel or float32 BLAS: the same integers)."""
 
     def __init__(self, weight: torch.Tensor, out_bits: int, weight_max: int,
                  out_scale: np.ndarray | None = None) -> None:
@@ -112,16 +113,10 @@ class _Linear:
         self.weight = self.lin.matrix.weight  # torch int8 [in, out]
         self.multiplier, self.shift = self.lin.multiplier, self.lin.shift
 
-    def _product(self, q: np.ndarray) -> np.ndarray:
-        """int8 [rows, K] @ the int8 weights, as int32 (``products.Int8Matrix``: ``torch._int_mm``, or a float32
-        matmul where that is faster here and exact; on an AMD EPYC with AVX2, one thread, SmolLM2's head
-        (16 x 576 @ 576 x 49152) took 18.7 ms in float32 against torch's 38.5 ms)."""
-        return self.lin.product(q).astype(np.int32, copy=False)
-
     def matmul(self, q: np.ndarray) -> np.ndarray:
         """q @ W exactly: int8 q (int32 out), or 16-bit q (int64 in and out, |q| <= WIDE_MAX)."""
         if q.dtype == np.int8:
-            return self._product(q)
+            return self.lin.product(q).astype(np.int32, copy=False)
         return self.lin.matrix.wide_product(q)
 
 
