@@ -104,8 +104,8 @@ for rows, k_in, n_out in [(32, 128, 192), (7, 512, 128), (64, 128, 256), (6, 260
         assert np.array_equal(matrix.compiled_product(q).astype(np.int64), exact)
         # called from the threads themselves (a byte model's row ranges), it runs there instead of waiting
         # for threads that are busy: no deadlock, the same integers
-        halves = row_threads.run(lambda part: matrix.compiled_product(np.tile(q, (4, 1))[part]), 4 * rows)
-        assert np.array_equal(np.concatenate(halves).astype(np.int64), np.tile(exact, (4, 1)))
+        ranges = row_threads.run(lambda part: matrix.compiled_product(np.tile(q, (4, 1))[part]), 4 * rows)
+        assert np.array_equal(np.concatenate(ranges).astype(np.int64), np.tile(exact, (4, 1)))
     # 16-bit inputs (the LLMs'): int16 in parts of 512 inputs in the compiled kernel, else int8 halves
     wide = rng.integers(-32639, 32640, (rows, k_in))
     wide[0], wide[-1] = 32639, -32639

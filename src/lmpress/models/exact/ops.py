@@ -66,7 +66,7 @@ class IntLinear:
     def __init__(self, weight: np.ndarray, out_bits: int, max_k: int | None = MAX_EXACT_K,
                  weight_max: int = ACT_MAX, gains: np.ndarray | None = None) -> None:
         """``max_k``: refuse longer inputs (a float32 matmul of them would not be exact); None for
-        weights multiplied in integers (``torch._int_mm``). ``weight_max``: the weights' integer range.
+        int8 weights (``products.Int8Matrix`` chooses the kernel). ``weight_max``: the weights' integer range.
         ``gains``: float64 factors of the output channels, applied to the weights (in float64) first."""
         w = np.asarray(weight)  # [out, in]
         if w.dtype not in (np.float32, np.float64):

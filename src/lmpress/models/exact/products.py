@@ -116,8 +116,10 @@ class Int8Matrix:
         self.float_part = ((1 << 24) - 1) // (ACTIVATION_MAX * weight_max)
         # the same integers as float32: the given array when it is one, else made when first used
         self._float32: np.ndarray | None = weight if weight.dtype == np.float32 else None
-        # int8 [N, K] for the compiled kernel, whole (key None) and in parts of K, made when first used
-        self._by_output: dict[int | None, list[np.ndarray]] | None = None
+        # for the compiled kernel, made when first used: int8 [N, K] (each output's weights in a row), and
+        # the same in parts of WIDE_PART inputs (16-bit inputs)
+        self._by_output: np.ndarray | None = None
+        self._by_output_parts: list[np.ndarray] | None = None
 
     def float32(self) -> np.ndarray:
         """The weights as float32 [K, N] (made when first asked for)."""
@@ -125,23 +127,24 @@ class Int8Matrix:
             self._float32 = self.weight.numpy().astype(np.float32)
         return self._float32
 
-    def product(self, q: np.ndarray) -> np.ndarray:
-        """q @ W for int8 q [rows, K]: exact integers, as int32 (``torch._int_mm``) or from float32 matmuls
-        (``float32_product``)."""
-        rows, k_in = q.shape
-        n_out = self.weight.shape[1]
-        if self._uses_compiled(rows):
-            return self.compiled_product(q)
-        if int_mm_faster() and int_mm_exact(rows, k_in, n_out, self.weight_max):
-            return torch._int_mm(torch.from_numpy(q), self.weight).numpy()
-        return self.float32_product(q)
-
-    def _uses_compiled(self, rows: int) -> bool:
-        """Whether a product of ``rows`` int8 rows runs in the compiled kernel (else ``torch._int_mm`` or BLAS)."""
+    def kernel(self, rows: int) -> str:
+        """Which kernel multiplies ``rows`` int8 rows here: "int_mm", "compiled" or "float32"."""
         k_in, n_out = self.weight.shape
         if int_mm_faster() and int_mm_exact(rows, k_in, n_out, self.weight_max):
-            return False
-        return rows <= FEW_ROWS or (rows <= LARGE_MATRIX_ROWS and k_in * n_out >= LARGE_MATRIX)
+            return "int_mm"
+        if rows <= FEW_ROWS or (rows <= LARGE_MATRIX_ROWS and k_in * n_out >= LARGE_MATRIX):
+            return "compiled"
+        return "float32"
+
+    def product(self, q: np.ndarray) -> np.ndarray:
+        """q @ W for int8 q [rows, K]: exact integers, as int32 (``torch._int_mm``, the compiled kernel) or
+        from float32 matmuls (``float32_product``)."""
+        kernel = self.kernel(q.shape[0])
+        if kernel == "int_mm":
+            return torch._int_mm(torch.from_numpy(q), self.weight).numpy()
+        if kernel == "compiled":
+            return self.compiled_product(q)
+        return self.float32_product(q)
 
     def wide_product(self, q: np.ndarray) -> np.ndarray:
         """q @ W exactly (int64) for 16-bit q (int64 [rows, K], |q| <= WIDE_MAX = 127 * 256 + 127).
@@ -151,13 +154,16 @@ class Int8Matrix:
         weights, which bound a step's time, are read once; int32 products of hi stay below 2**31 for K < 2**15):
         on a CPU without VNNI one pass over 16-bit inputs costs about what one over int8 halves does."""
         rows, k_in = q.shape
-        n_out = self.weight.shape[1]
-        y = np.empty((rows, n_out), dtype=np.int64)
-        if self._uses_compiled(2 * rows):
+        y = np.empty((rows, self.weight.shape[1]), dtype=np.int64)
+        if self.kernel(2 * rows) == "compiled":
+            if self._by_output_parts is None:
+                whole = self._weights_by_output()
+                self._by_output_parts = [np.ascontiguousarray(whole[:, start:start + WIDE_PART])
+                                         for start in range(0, k_in, WIDE_PART)]
             q16 = q.astype(np.int16)
             y[:] = 0
-            for part, weight_t in zip(range(0, k_in, WIDE_PART), self._by_output_parts(WIDE_PART)):
-                y += self._compiled(np.ascontiguousarray(q16[:, part:part + WIDE_PART]), weight_t)
+            for start, weight_t in zip(range(0, k_in, WIDE_PART), self._by_output_parts):
+                y += self._compiled(np.ascontiguousarray(q16[:, start:start + WIDE_PART]), weight_t)
             return y
         halves = np.empty((2 * rows, k_in), np.int8)
         kernels.split_wide(q, halves[:rows], halves[rows:])
@@ -167,17 +173,12 @@ class Int8Matrix:
 
     def compiled_product(self, q: np.ndarray) -> np.ndarray:
         """q @ W in int32 by ``kernels.int8_product`` (int8 q)."""
-        return self._compiled(np.ascontiguousarray(q, dtype=np.int8), self._by_output_parts(None)[0])
+        return self._compiled(np.ascontiguousarray(q, dtype=np.int8), self._weights_by_output())
 
-    def _by_output_parts(self, k_in: int | None) -> list[np.ndarray]:
-        """The weights output by output (int8 [N, K], contiguous), whole (``k_in`` None) or in parts of K."""
+    def _weights_by_output(self) -> np.ndarray:
         if self._by_output is None:
-            self._by_output = {None: [np.ascontiguousarray(self.weight.numpy().T)]}
-        if k_in not in self._by_output:
-            whole = self._by_output[None][0]
-            self._by_output[k_in] = [np.ascontiguousarray(whole[:, start:start + k_in])
-                                     for start in range(0, whole.shape[1], k_in)]
-        return self._by_output[k_in]
+            self._by_output = np.ascontiguousarray(self.weight.numpy().T)
+        return self._by_output
 
     @staticmethod
     def _compiled(q: np.ndarray, weight_t: np.ndarray) -> np.ndarray:
