@@ -178,11 +178,13 @@ def test_archives_of_earlier_llm_arithmetics_still_decode(smollm2, wiki):
     assert blobs["exact-int/v2"][-40:] != lmpress.compress(data, "smollm2-135m")[-40:]
 
 
-def test_one_block_on_two_cores_gives_the_same_archive(smollm2, wiki):
-    """A single block coded with two workers spreads its products over two threads: the same archive."""
-    data = wiki[:500]
-    one = lmpress.compress(data, "smollm2-135m", chunk_size=200, workers=1)
-    two = lmpress.compress(data, "smollm2-135m", chunk_size=200, workers=2)
+@pytest.mark.parametrize("rows", [3, 8])
+def test_one_block_on_two_cores_gives_the_same_archive(smollm2, wiki, rows):
+    """A single block coded with two workers: 3 rows spread each product over two threads, 8 rows run as
+    two ranges of 4, each on its thread (``ExactLLM.step``). The same archive as on one thread."""
+    data = wiki[:80 * rows - 20]
+    one = lmpress.compress(data, "smollm2-135m", chunk_size=80, workers=1)
+    two = lmpress.compress(data, "smollm2-135m", chunk_size=80, workers=2)
     assert one == two and lmpress.decompress(two, workers=2) == data
 
 

@@ -89,7 +89,7 @@ import numpy as np, torch
 from lmpress.models.exact import products
 from lmpress.models.exact import rows as row_threads
 rng = np.random.default_rng(5)
-for rows, k_in, n_out in [(32, 128, 192), (7, 512, 128), (64, 128, 256), (6, 2600, 96), (5, 576, 1536),
+for rows, k_in, n_out in [(32, 128, 192), (7, 512, 128), (64, 128, 256), (6, 2600, 96), (12, 576, 1536),
                           (3, 1536, 576)]:
     w = rng.integers(-127, 128, (k_in, n_out)).astype(np.int8)
     w[:, 0], w[:, 1] = 127, -127  # columns where int16 pair sums saturate against the row of 127s
@@ -100,7 +100,7 @@ for rows, k_in, n_out in [(32, 128, 192), (7, 512, 128), (64, 128, 256), (6, 260
     assert np.array_equal(np.asarray(matrix.product(q)).astype(np.int64), exact)
     assert np.array_equal(np.asarray(matrix.float32_product(q)).astype(np.int64), exact)  # K = 2600: in 3 parts
     assert np.array_equal(matrix.compiled_product(q).astype(np.int64), exact)
-    with row_threads.threads(2):  # (1536 outputs: split over both threads)
+    with row_threads.threads(2):  # (12 x 576 x 1536 >= THREAD_MACS: split over both threads)
         assert np.array_equal(matrix.compiled_product(q).astype(np.int64), exact)
         # called from the threads themselves (a byte model's row ranges), it runs there instead of waiting
         # for threads that are busy: no deadlock, the same integers

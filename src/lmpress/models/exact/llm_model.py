@@ -19,6 +19,7 @@ byte model's (``byte_model.py``, ``ops.py``, ``kernels.py``), with what LLMs add
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 
@@ -75,6 +76,11 @@ NORM_GAIN_BITS = 12
 LEVELS = {"qkv": ops.WIDE_MAX, "o": ops.ACT_MAX, "gate_up": ops.WIDE_MAX, "down": ops.WIDE_MAX,
           "head": ops.WIDE_MAX}
 GEMMA_LEVELS = {**LEVELS, "o": ops.WIDE_MAX}
+# Rows per thread from which a step runs row ranges on the threads (each reads every weight) rather than
+# sharing each product. Measured with SmolLM2 on 2 threads, encode KB/s sharing products / row ranges: 8 rows
+# as 4 + 4: 0.85 / 0.92 natively (VNNI), 0.54 / 0.78 with AVX2 code; 18 rows: 1.31 / 1.40 and 0.67 / 0.96;
+# 4 rows as 2 + 2: 0.47 / 0.46 with AVX2 code (benchmarks/llm_threads.py).
+ROWS_PER_THREAD = 4
 
 
 def _buffer(rows: int, width: int, levels: int) -> np.ndarray:
@@ -152,6 +158,12 @@ class ExactLayerCache:
 
     def used(self) -> int:
         return min(self.length, self.k.shape[-1])
+
+    def rows(self, part: slice) -> ExactLayerCache:
+        """The cache of a range of the batch's rows (views: a step on them writes into this cache)."""
+        view = copy.copy(self)
+        view.k, view.v, view.k_amax, view.v_amax = self.k[part], self.v[part], self.k_amax[part], self.v_amax[part]
+        return view
 
     def retain(self, rows: np.ndarray) -> None:
         for name in ("k", "v", "k_amax", "v_amax"):
@@ -233,10 +245,10 @@ class ExactLLM:
     def step(self, x: np.ndarray, caches: list[ExactLayerCache]) -> np.ndarray:
         """Integer logits [B, vocab] at 8 bits for input vectors x (int64 [B, hidden] at RESIDUAL_BITS).
 
-        The weight products, which bound a step's time, run on the threads ``rows.threads`` allows (threads
-        sharing each weight matrix, by outputs: BLAS's or torch's, or ``rows.each`` for the compiled kernel;
-        measured on 16 x 576 @ 576 x 49152 here, 21 ms on one thread, 12 ms on two); running row ranges on
-        threads instead would read every weight once per thread."""
+        On the threads ``rows.threads`` allows, a batch of ``ROWS_PER_THREAD`` rows or more per thread runs
+        in row ranges, each on its thread; smaller batches, whose steps are bound by reading the weights, share
+        each weight product between the threads (by outputs: BLAS's or torch's, or ``rows.each`` for the
+        compiled kernel). Every row's integers are its own: the same logits either way."""
         position = caches[0].length
         slots = []
         for cache in caches:  # (a cache may grow here, before any layer runs)
@@ -244,6 +256,12 @@ class ExactLLM:
             cache.length += 1
         if rows.count() == 1:  # coding_threads holds BLAS to one thread already
             return self._layers(x, caches, position, slots)
+        if len(rows.parts(len(x), ROWS_PER_THREAD)) > 1:
+            def part(r: slice) -> np.ndarray:
+                torch.set_num_threads(1)  # (this thread's own OpenMP setting, for torch._int_mm)
+                return self._layers(x[r], [cache.rows(r) for cache in caches], position, slots)
+
+            return np.concatenate(rows.run(part, len(x), ROWS_PER_THREAD))
         threads = torch.get_num_threads()
         torch.set_num_threads(rows.count())  # for torch._int_mm (``products.py``)
         try:

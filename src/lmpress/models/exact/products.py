@@ -31,6 +31,7 @@ import time
 
 import numpy as np
 import torch
+from threadpoolctl import threadpool_limits
 
 from lmpress.models.exact import kernels
 from lmpress.models.exact import rows as row_threads
@@ -46,6 +47,10 @@ LARGE_MATRIX = 1 << 18  # weights (1 MiB as float32)
 LARGE_MATRIX_ROWS = 64
 WIDE_PART = 512  # 16-bit inputs per int32 sum in the compiled kernel: 512 * 32639 * 127 < 2**31
 COLUMNS_PER_THREAD = 256  # a product's outputs are split over the step's threads in parts of at least this many
+# ... and only products of this many multiply-adds or more: a hand-over costs ~0.05-0.1 ms, about what a
+# thread does in 2**23 (measured with AVX2 code, one thread against two: 8 x 576 @ 576 x 960 0.087 / 0.119 ms,
+# 8 x 1536 @ 1536 x 576 0.127 / 0.144 ms, 8 x 576 @ 576 x 3072 0.289 / 0.236 ms, the head 4.6 / 2.5 ms)
+THREAD_MACS = 1 << 23
 
 
 def int_mm_exact(rows: int, k_in: int, n_out: int, weight_max: int) -> bool:
@@ -86,7 +91,10 @@ def int_mm_faster() -> bool:
     It runs on VNNI / AMX kernels where the CPU has them and on a slow path elsewhere (measured on an AMD EPYC
     with AVX2 only, one thread: 42 ms against 1.3 ms in float32; on one with AVX-512 VNNI, 32 x 128 @ 128 x 512:
     9.4 us against 47 us). One choice for every shape: a step that mixed torch's and BLAS's thread pools
-    stalled on their spinning threads (measured: 8 ms for a 0.12 ms product on two threads)."""
+    stalled on their spinning threads (measured: 8 ms for a 0.12 ms product on two threads). Timed on one
+    thread each, so that it compares the kernels and not how busy the other cores are: a run here on a VNNI CPU
+    (where ``torch._int_mm`` is 6x faster than float32) once went to the compiled kernel, the probe having
+    run on a step's two torch threads while another process held a core."""
     q, w = torch.ones((32, 576), dtype=torch.int8), torch.ones((576, 1536), dtype=torch.int8)
     qf, wf = q.numpy().astype(np.float32), w.numpy().astype(np.float32)
 
@@ -99,10 +107,15 @@ def int_mm_faster() -> bool:
             times.append(time.perf_counter() - start)
         return min(times)
 
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
     try:
-        return fastest(lambda: torch._int_mm(q, w)) < fastest(lambda: np.matmul(qf, wf))
+        with threadpool_limits(1, user_api="blas"):
+            return fastest(lambda: torch._int_mm(q, w)) < fastest(lambda: np.matmul(qf, wf))
     except RuntimeError:  # a torch build without int8 matmuls on this CPU: float32 everywhere
         return False
+    finally:
+        torch.set_num_threads(threads)
 
 
 class Int8Matrix:
@@ -182,11 +195,11 @@ class Int8Matrix:
 
     @staticmethod
     def _compiled(q: np.ndarray, weight_t: np.ndarray) -> np.ndarray:
-        """``kernels.int8_product`` of contiguous q and weight_t [N, K], the outputs split over the step's
-        threads (``rows.threads``; the kernel releases the GIL)."""
+        """``kernels.int8_product`` of contiguous q and weight_t [N, K], the outputs of a large product split over
+        the step's threads (``rows.threads``; the kernel releases the GIL)."""
         n_out = weight_t.shape[0]
         out = np.empty((q.shape[0], n_out), dtype=np.int32)
-        parts = max(1, min(row_threads.count(), n_out // COLUMNS_PER_THREAD))
+        parts = 1 if q.size * n_out < THREAD_MACS else max(1, min(row_threads.count(), n_out // COLUMNS_PER_THREAD))
         bounds = [n_out * i // parts for i in range(parts + 1)]
         row_threads.each(lambda i: kernels.int8_product(q, weight_t[bounds[i]:bounds[i + 1]],
                                                        out[:, bounds[i]:bounds[i + 1]]), parts)

@@ -6,9 +6,10 @@ matmuls are exact in any order). So a step may run row ranges on several
 threads and still give the same integers: the archive never depends on the
 thread count. The network's kernels and matmuls release the GIL, so the
 threads run side by side. (The context mixer stays on one thread: its tables
-are shared by all rows and updated in row order. LLMs, whose steps are bound
-by reading their weights, spread each product over the threads instead: BLAS's
-or torch's, or these threads by outputs, ``each``.)
+are shared by all rows and updated in row order. LLMs run row ranges of 4 rows
+or more; on fewer rows, whose steps are bound by reading the weights, they spread
+each product over the threads instead: BLAS's or torch's, or these threads by
+outputs, ``each``.)
 
 ``codec.coding_threads`` sets the thread count for a block coded in this
 process; worker processes code one block each on one thread.
@@ -54,16 +55,16 @@ def count() -> int:
     return _threads
 
 
-def parts(batch: int) -> list[slice]:
-    """The row ranges of a batch, one per thread (contiguous, in order, MIN_ROWS rows or more)."""
-    n = max(1, min(_threads, batch // MIN_ROWS))
+def parts(batch: int, min_rows: int = MIN_ROWS) -> list[slice]:
+    """The row ranges of a batch, one per thread (contiguous, in order, ``min_rows`` rows or more)."""
+    n = max(1, min(_threads, batch // min_rows))
     bounds = np.linspace(0, batch, n + 1).round().astype(int)
     return [slice(int(a), int(b)) for a, b in zip(bounds[:-1], bounds[1:])]
 
 
-def run(step: Callable[[slice], T], batch: int) -> list[T]:
-    """``step(rows)`` for every row range of ``parts(batch)``, on the threads; results in row order."""
-    ranges = parts(batch)
+def run(step: Callable[[slice], T], batch: int, min_rows: int = MIN_ROWS) -> list[T]:
+    """``step(rows)`` for every row range of ``parts(batch, min_rows)``, on the threads; results in row order."""
+    ranges = parts(batch, min_rows)
     if len(ranges) == 1 or _pool is None:  # (the pool exists whenever more than one range is asked for)
         return [step(r) for r in ranges]
     return list(_pool.map(step, ranges))
@@ -71,9 +72,15 @@ def run(step: Callable[[slice], T], batch: int) -> list[T]:
 
 def each(task: Callable[[int], object], n: int) -> None:
     """``task(i)`` for i < n, on the threads (for work split otherwise than by rows: a product's outputs).
-    Called from one of the threads (a row range's step), it runs them there: the others are busy."""
+    The calling thread runs task 0 while the pool runs the others: one hand-over fewer (measured with AVX2
+    code, 8 x 576 @ 576 x 3072 in two halves: 0.24 ms against 0.38 ms with both halves handed over, 0.29 ms
+    on one thread). Called from one of the threads (a row range's step), it runs them all there: the others
+    are busy."""
     if n == 1 or _pool is None or threading.current_thread().name.startswith(_PREFIX):
         for i in range(n):
             task(i)
         return
-    list(_pool.map(task, range(n)))
+    others = [_pool.submit(task, i) for i in range(1, n)]
+    task(0)
+    for future in others:
+        future.result()
