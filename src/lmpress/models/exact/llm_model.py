@@ -77,9 +77,10 @@ LEVELS = {"qkv": ops.WIDE_MAX, "o": ops.ACT_MAX, "gate_up": ops.WIDE_MAX, "down"
           "head": ops.WIDE_MAX}
 GEMMA_LEVELS = {**LEVELS, "o": ops.WIDE_MAX}
 # Rows per thread from which a step runs row ranges on the threads (each reads every weight) rather than
-# sharing each product. Measured with SmolLM2 on 2 threads, encode KB/s sharing products / row ranges: 8 rows
-# as 4 + 4: 0.85 / 0.92 natively (VNNI), 0.54 / 0.78 with AVX2 code; 18 rows: 1.31 / 1.40 and 0.67 / 0.96;
-# 4 rows as 2 + 2: 0.47 / 0.46 with AVX2 code (benchmarks/llm_threads.py).
+# sharing each product. Measured with SmolLM2 on 2 threads (``benchmarks/llm_threads.py``, encode / decode KB/s,
+# sharing products -> row ranges): 18 rows 1.10-1.17 / 1.14-1.29 -> 1.37-1.44 / 1.32-1.38 natively (VNNI) and
+# 0.66-0.74 / 0.53-0.67 -> 0.95-1.05 / 0.97-1.05 with AVX2 code; 8 rows as 4 + 4: within noise natively,
+# 0.57 / 0.55-0.58 -> 0.75-0.78 / 0.75-0.79 with AVX2 code; 4 rows as 2 + 2 (scratch): 0.47 / 0.46 with AVX2 code.
 ROWS_PER_THREAD = 4
 
 
