@@ -106,7 +106,7 @@ def test_tokenization_study_trains_codes_and_reuses_models(tmp_path):
 
     runs = tmp_path / "runs"
     result = tokenization.run(runs, ["200k"], [256, 300], steps=1, sample_bytes=4096, batch_size=2, seq_len=32,
-                              workers=1)
+                              workers=1, eval_chunks=4)
     byte_row, bpe_row = result["rows"]
     assert (byte_row["vocab"], bpe_row["vocab"]) == (256, 300)
     assert byte_row["bytes_per_token"] == 1.0 and bpe_row["bytes_per_token"] > 1.0
@@ -117,6 +117,7 @@ def test_tokenization_study_trains_codes_and_reuses_models(tmp_path):
     assert (tmp_path / "out" / "tokenization.png").stat().st_size > 0
 
     stamp = (runs / "200k-v300" / "model.pt").stat().st_mtime_ns
-    again = tokenization.run(runs, ["200k"], [300], steps=1, sample_bytes=4096, batch_size=2, seq_len=32, workers=1)
+    again = tokenization.run(runs, ["200k"], [300], steps=1, sample_bytes=4096, batch_size=2, seq_len=32, workers=1,
+                             eval_chunks=4)
     assert (runs / "200k-v300" / "model.pt").stat().st_mtime_ns == stamp  # finished models are reused
     assert again["rows"][0]["rate"] == bpe_row["rate"]

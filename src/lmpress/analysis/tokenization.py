@@ -32,7 +32,7 @@ SIZES = ("200k", "800k")
 
 
 def train_model(out: Path, size: str, vocab: int, steps: int, batch_size: int, seq_len: int,
-                threads: int) -> Path:
+                threads: int, eval_chunks: int = 48) -> Path:
     """The model of one (size, vocab) cell: trained now, resumed, or reused when finished."""
     from lmpress.train.trainer import TrainConfig, train
 
@@ -40,22 +40,25 @@ def train_model(out: Path, size: str, vocab: int, steps: int, batch_size: int, s
     if model_path.exists() and load_model(model_path)[1].get("steps") == steps:
         return model_path
     command = (f"lmpress train {out} --size {size} --text 1 --image 0 --audio 0 --vocab {vocab} --steps {steps} "
-               f"--batch-size {batch_size} --seq-len {seq_len} --threads {threads}")
+               f"--batch-size {batch_size} --seq-len {seq_len} --threads {threads} --eval-chunks {eval_chunks}")
     cfg = TrainConfig(out_dir=str(out), size=size, weights={"text": 1.0, "image": 0.0, "audio": 0.0},
                       max_steps=steps, batch_size=batch_size, seq_len=seq_len, vocab=vocab, threads=threads,
-                      warmup=min(200, max(1, steps // 10)), eval_every=steps, command=command)
+                      warmup=min(200, max(1, steps // 10)), eval_every=steps, eval_chunks=eval_chunks,
+                      command=command)
     return train(cfg)
 
 
 def run(runs: Path, sizes: list[str], vocabs: list[int], steps: int, sample_bytes: int, *, batch_size: int = 16,
-        seq_len: int = 512, threads: int = 1, workers: int = 2,
+        seq_len: int = 512, threads: int = 1, workers: int = 2, eval_chunks: int = 48,
         tick: Callable[[int], None] | None = None) -> dict:
-    """Train (or reuse) every cell, code the held-out sample with it; one result row per cell."""
+    """Train (or reuse) every cell, code the held-out sample with it; one result row per cell.
+    ``eval_chunks``: held-out 2048-byte chunks per training log evaluation (the rates come from ``sample_bytes``)."""
     data = held_out_chunks("text", max(1, sample_bytes // CHUNK)).tobytes()
     rows = []
     for size in sizes:
         for vocab in vocabs:
-            path = train_model(runs / f"{size}-v{vocab}", size, vocab, steps, batch_size, seq_len, threads)
+            path = train_model(runs / f"{size}-v{vocab}", size, vocab, steps, batch_size, seq_len, threads,
+                               eval_chunks)
             model, manifest = load_model(path)
             start = time.perf_counter()
             rate = coded_rate(data, str(path), workers)
