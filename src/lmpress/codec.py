@@ -20,7 +20,6 @@ from typing import BinaryIO
 
 import numpy as np
 import torch
-from threadpoolctl import threadpool_limits
 
 from lmpress import formats
 from lmpress.coding import entropy
@@ -75,7 +74,7 @@ def coding_threads(threads: int = 1):
     previous = torch.get_num_threads()
     torch.set_num_threads(CODING_THREADS)
     try:
-        with threadpool_limits(CODING_THREADS, user_api="blas"), rows.threads(threads):
+        with rows.blas_threads(CODING_THREADS), rows.threads(threads):
             yield
     finally:
         torch.set_num_threads(previous)

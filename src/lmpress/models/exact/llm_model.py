@@ -25,7 +25,6 @@ import json
 
 import numpy as np
 import torch
-from threadpoolctl import threadpool_limits
 
 from lmpress.errors import LmpressError
 from lmpress.models.exact import kernels as k
@@ -266,7 +265,7 @@ class ExactLLM:
         threads = torch.get_num_threads()
         torch.set_num_threads(rows.count())  # for torch._int_mm (``products.py``)
         try:
-            with threadpool_limits(rows.count(), user_api="blas"):
+            with rows.blas_threads(rows.count()):
                 return self._layers(x, caches, position, slots)
         finally:
             torch.set_num_threads(threads)

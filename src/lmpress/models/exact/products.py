@@ -31,7 +31,6 @@ import time
 
 import numpy as np
 import torch
-from threadpoolctl import threadpool_limits
 
 from lmpress.models.exact import kernels
 from lmpress.models.exact import rows as row_threads
@@ -110,7 +109,7 @@ def int_mm_faster() -> bool:
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        with threadpool_limits(1, user_api="blas"):
+        with row_threads.blas_threads(1):
             return fastest(lambda: torch._int_mm(q, w)) < fastest(lambda: np.matmul(qf, wf))
     except RuntimeError:  # a torch build without int8 matmuls on this CPU: float32 everywhere
         return False

@@ -24,6 +24,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import TypeVar
 
 import numpy as np
+from threadpoolctl import ThreadpoolController
 
 MIN_ROWS = 8  # rows per thread: fewer cost more in hand-over than they save
 _PREFIX = "lmpress-rows"  # the threads' names
@@ -32,6 +33,17 @@ T = TypeVar("T")
 _threads = 1
 _pool: ThreadPoolExecutor | None = None
 _pool_size = 0
+_blas: ThreadpoolController | None = None
+
+
+def blas_threads(n: int) -> contextlib.AbstractContextManager:
+    """Hold numpy's BLAS to ``n`` threads inside this context. The libraries are found once per process:
+    ``threadpoolctl.threadpool_limits`` looks them up on every call (0.35 ms here, 2.4 ms under cProfile),
+    which an LLM step on a few rows paid at every token."""
+    global _blas
+    if _blas is None:
+        _blas = ThreadpoolController()
+    return _blas.limit(limits=n, user_api="blas")
 
 
 @contextlib.contextmanager
