@@ -188,6 +188,37 @@ def test_one_block_on_two_cores_gives_the_same_archive(smollm2, wiki, rows):
     assert one == two and lmpress.decompress(two, workers=2) == data
 
 
+def test_exact_integers_are_cached_and_checked(smollm2, tmp_path, monkeypatch):
+    """The exact model's integers are stored once beside the converted model and read back (the same digest
+    and logits, without quantizing); a damaged file is made again; another code version's file is removed."""
+    from lmpress.models.exact.llm_model import ExactLLM
+    from lmpress.models.llm_predictor import exact_model
+
+    arithmetic = smollm2.exact.arithmetic
+    stale = tmp_path / f"exact-{arithmetic.replace('/', '-')}-0123456789abcdef.npz"
+    stale.write_bytes(b"integers of other code")
+    exact_model(smollm2.llm, arithmetic, tmp_path)
+    (stored,) = tmp_path.glob("exact-*.npz")
+    assert stored != stale and not stale.exists()
+
+    def no_quantizing(*args):
+        raise AssertionError("quantized again")
+
+    with monkeypatch.context() as m:
+        m.setattr(ExactLLM, "_quantize", no_quantizing)
+        read = exact_model(smollm2.llm, arithmetic, tmp_path)
+    assert read.digest() == smollm2.exact.digest()
+    tokens = np.array([1, 504, 3108])
+    logits = [e.step(e.embed[tokens], e.new_cache(3)) for e in (smollm2.exact, read)]
+    assert np.array_equal(*logits)
+
+    damaged = bytearray(stored.read_bytes())
+    damaged[len(damaged) // 2: len(damaged) // 2 + 64] = bytes(64)
+    stored.write_bytes(bytes(damaged))
+    assert exact_model(smollm2.llm, arithmetic, tmp_path).digest() == smollm2.exact.digest()
+    assert stored.read_bytes() != bytes(damaged)  # made again
+
+
 def test_retain_keeps_the_remaining_sequences(smollm2, retain_check):
     retain_check(smollm2, steps=4, drop_after=2, atol=0)
 

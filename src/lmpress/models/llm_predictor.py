@@ -4,7 +4,8 @@ Loading a GGUF through transformers de-quantizes every tensor and converts the
 tokenizer, which takes 15-50 s; the result (float32 weights, config, tokenizer)
 is cached under ``$LMPRESS_CACHE`` (default ``~/.cache/lmpress``) by the
 file's SHA-256, so later runs and worker processes start in about a second.
-The model id recorded in archives is that SHA-256 (of the GGUF file, or of a
+Beside it, the exact arithmetic's integer weights (``exact_model``), made by
+this version of lmpress's code. The model id recorded in archives is that SHA-256 (of the GGUF file, or of a
 folder's config, tokenizer and weight files).
 """
 
@@ -15,6 +16,7 @@ import json
 import math
 import os
 import tempfile
+import zipfile
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -96,6 +98,42 @@ def _convert(source: Path, target: Path) -> None:
             raise
 
 
+def _code_digest() -> str:
+    """SHA-256 of this lmpress's Python sources: a cache of integers made by other code is not read."""
+    package = Path(__file__).resolve().parents[1]
+    return _sha256_files(sorted(package.rglob("*.py")))[:16]
+
+
+def exact_model(llm: LLM, arithmetic: str, folder: Path) -> ExactLLM:
+    """The exact model of ``llm``, its integers read from ``folder`` when this code stored them there before
+    (quantizing SmolLM2's weights takes ~2 s, reading them back ~0.2 s). The cache holds the model's digest;
+    a file that does not give it back (damaged) is made again. Only the current code's file is kept."""
+    path = folder / f"exact-{arithmetic.replace('/', '-')}-{_code_digest()}.npz"
+    if path.exists():
+        try:
+            with np.load(path, allow_pickle=False) as stored:
+                integers = {name: stored[name] for name in stored.files}
+            exact = ExactLLM(llm, arithmetic, integers)
+            if exact.digest() == bytes(integers.pop("digest")).decode():
+                return exact
+        except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):
+            pass  # made again below
+    exact = ExactLLM(llm, arithmetic)
+    staging = None
+    try:
+        with tempfile.NamedTemporaryFile(dir=folder, prefix=path.name + ".", delete=False) as f:
+            staging = Path(f.name)
+            np.savez(f, digest=np.frombuffer(exact.digest().encode(), dtype=np.uint8), **exact.integers())
+        os.replace(staging, path)
+        for old in folder.glob(path.name.rsplit("-", 1)[0] + "-*.npz"):  # other code's (temporary files
+            if old != path:                                                   # end otherwise)
+                old.unlink(missing_ok=True)
+    except OSError:  # a read-only or full cache: the model still runs, quantized at every load
+        if staging is not None:
+            staging.unlink(missing_ok=True)
+    return exact
+
+
 class LLMPredictor:
     """Steps a batch of token sequences in lockstep with the LLM's KV caches."""
 
@@ -121,7 +159,7 @@ class LLMPredictor:
             raise LmpressError(f"LLMs run with precision exact, float32 or bfloat16, not {precision!r}")
         self.precision = precision
         self.llm = LLM(self.cfg, torch.load(cached / "weights.pt", weights_only=True), dtype)
-        self.exact = ExactLLM(self.llm, arithmetic) if precision == "exact" else None
+        self.exact = exact_model(self.llm, arithmetic, cached) if precision == "exact" else None
         from tokenizers import Tokenizer
 
         self.vocab = TokenVocabulary(Tokenizer.from_file(str(cached / "tokenizer.json")))

@@ -94,15 +94,22 @@ class _Rows:
     LEVELS = 32767
     MULTIPLIER_BITS = 20
 
-    def __init__(self, table: np.ndarray, scale: float, out_bits: int) -> None:
+    def __init__(self, q: np.ndarray, multiplier: np.ndarray, shift: int) -> None:
+        self.q, self.multiplier, self.shift = q, multiplier, int(shift)  # value = q * multiplier >> shift
+
+    @classmethod
+    def quantize(cls, table: np.ndarray, scale: float, out_bits: int) -> _Rows:
         table = np.asarray(table)
-        self.q = np.empty(table.shape, dtype=np.int16)
+        q = np.empty(table.shape, dtype=np.int16)
         row_scale = np.empty(len(table))
         # the rows are the channels: q = clip(round(table * scale / row_scale), +-LEVELS) in float64
-        k.quantize_weights(table.T, np.full(len(table), float(scale)), float(self.LEVELS), self.q.T, row_scale)
+        k.quantize_weights(table.T, np.full(len(table), float(scale)), float(cls.LEVELS), q.T, row_scale)
         exponent = int(np.frexp(row_scale.max())[1])
-        self.shift = self.MULTIPLIER_BITS - exponent - out_bits  # value = q * multiplier >> shift
-        self.multiplier = np.round(np.ldexp(row_scale, out_bits + self.shift)).astype(np.int64)
+        shift = cls.MULTIPLIER_BITS - exponent - out_bits
+        return cls(q, np.round(np.ldexp(row_scale, out_bits + shift)).astype(np.int64), shift)
+
+    def integers(self) -> dict[str, np.ndarray]:
+        return {"q": self.q, "multiplier": self.multiplier, "shift": np.array(self.shift)}
 
     def __getitem__(self, tokens: np.ndarray) -> np.ndarray:
         return ops.round_shift(self.q[tokens].astype(np.int64) * self.multiplier[tokens][:, None], self.shift)
@@ -112,12 +119,16 @@ class _Linear:
     """``IntLinear`` with int8 weights of any range up to +-127; ``products.Int8Matrix`` decides how its
     products run (``torch._int_mm``, the compiled kernel or float32 BLAS: the same integers)."""
 
-    def __init__(self, weight: torch.Tensor, out_bits: int, weight_max: int,
-                 out_scale: np.ndarray | None = None) -> None:
-        self.lin = ops.IntLinear(weight.detach().numpy(), out_bits, max_k=None, weight_max=weight_max,
-                                 gains=out_scale)  # (a view [out, in] of the float32 weights)
+    def __init__(self, lin: ops.IntLinear) -> None:
+        self.lin = lin
         self.weight = self.lin.matrix.weight  # torch int8 [in, out]
         self.multiplier, self.shift = self.lin.multiplier, self.lin.shift
+
+    @classmethod
+    def quantize(cls, weight: torch.Tensor, out_bits: int, weight_max: int,
+                 out_scale: np.ndarray | None = None) -> _Linear:
+        return cls(ops.IntLinear(weight.detach().numpy(), out_bits, max_k=None, weight_max=weight_max,
+                                 gains=out_scale))  # (a view [out, in] of the float32 weights)
 
     def matmul(self, q: np.ndarray) -> np.ndarray:
         """q @ W exactly: int8 q (int32 out), or 16-bit q (int64 in and out, |q| <= WIDE_MAX)."""
@@ -171,8 +182,10 @@ class ExactLayerCache:
 
 
 class ExactLLM:
-    def __init__(self, llm, arithmetic: str = LLM_ARITHMETIC) -> None:
-        """From a float ``models.llm.LLM`` (float32 weights), in ``arithmetic`` (one of ``ARITHMETICS``)."""
+    def __init__(self, llm, arithmetic: str = LLM_ARITHMETIC, integers: dict[str, np.ndarray] | None = None) -> None:
+        """From a float ``models.llm.LLM`` (float32 weights), in ``arithmetic`` (one of ``ARITHMETICS``).
+        ``integers``: what ``integers()`` gave for this model in this arithmetic, read back instead of
+        quantizing the weights again (a cache: SmolLM2's take ~2 s to quantize, ~0.2 s to read)."""
         if arithmetic not in ARITHMETICS:
             raise LmpressError(f"this lmpress has the LLM arithmetics {', '.join(ARITHMETICS)}, not {arithmetic}")
         self.arithmetic = arithmetic
@@ -190,36 +203,84 @@ class ExactLLM:
         q_scale = np.ones((nh + 2 * cfg.kv_heads) * hd)
         if not gemma:
             q_scale[: nh * hd] = cfg.attention_scale
+
+        if integers is None:
+            integers = self._quantize(llm, weight_max, q_scale)
+
+        def linear(key: str) -> _Linear:
+            return _Linear(ops.IntLinear.from_integers(integers[key + ".weight"], integers[key + ".multiplier"],
+                                                       integers[key + ".shift"], weight_max))
+
         self.layers = []
-        for layer in llm.layers:
-            entry = {
-                "qkv": _Linear(layer["qkv"].float().t(), self.qkv_bits, weight_max, q_scale),
-                "o": _Linear(layer["o"].float().t(), RESIDUAL_BITS, weight_max),
-                "gate_up": _Linear(layer["gate_up"].float().t(), HIDDEN_BITS, weight_max),
-                "down": _Linear(layer["down"].float().t(), RESIDUAL_BITS, weight_max),
-                "attn_norm": ops.to_fixed(layer["attn_norm"].double().numpy(), NORM_GAIN_BITS),
-                "mlp_norm": ops.to_fixed(layer["mlp_norm"].double().numpy(), NORM_GAIN_BITS),
-                "head_gain": NO_HEAD_NORM,
-            }
-            if gemma:
-                entry["head_gain"] = np.stack([
-                    ops.to_fixed(layer["q_norm"].double().numpy() * cfg.attention_scale,
-                                 self.qkv_bits + QUERY_EXTRA_BITS),  # the gains at the heads' fixed point
-                    ops.to_fixed(layer["k_norm"].double().numpy(), self.qkv_bits)])
-                entry["post_attn"] = ops.to_fixed(layer["post_attn_norm"].double().numpy(), RESIDUAL_BITS)
-                entry["post_mlp"] = ops.to_fixed(layer["post_mlp_norm"].double().numpy(), RESIDUAL_BITS)
+        for i in range(cfg.layers):
+            key = f"layers.{i}."
+            entry = {name: linear(key + name) for name in ("qkv", "o", "gate_up", "down")}
+            entry["head_gain"] = NO_HEAD_NORM
+            for name in ("attn_norm", "mlp_norm", "head_gain", "post_attn", "post_mlp"):
+                if key + name in integers:
+                    entry[name] = integers[key + name]
             self.layers.append(entry)
-        self.head = _Linear(llm.head.float(), 8, weight_max)
-        self.final_norm = ops.to_fixed(llm.final_norm.double().numpy(), NORM_GAIN_BITS)
-        self.embed = _Rows(llm.embed.numpy(), llm.embed_scale, RESIDUAL_BITS)
+        self.head = linear("head")
+        self.final_norm = integers["final_norm"]
+        self.embed = _Rows(integers["embed.q"], integers["embed.multiplier"], integers["embed.shift"])
         self.query_extra = QUERY_EXTRA_BITS if gemma else 0
         self.levels = GEMMA_LEVELS if gemma else LEVELS
         self.rotary = {theta: tables.Rotary(hd // 2, repr(theta), ROPE_BITS) for theta in set(cfg.rope_theta)}
         self.attention_exp = attention_tables()
         self.logit_exp = logit_table()
+        self._digest: str | None = None
+
+    def _quantize(self, llm, weight_max: int, q_scale: np.ndarray) -> dict[str, np.ndarray]:
+        """The integers of ``llm``'s weights in this arithmetic, by name (see ``integers``)."""
+        cfg, gemma = self.cfg, self.cfg.family == "gemma3"
+        arrays: dict[str, np.ndarray] = {}
+
+        def linear(key: str, weight: torch.Tensor, out_bits: int, out_scale: np.ndarray | None = None) -> None:
+            lin = _Linear.quantize(weight, out_bits, weight_max, out_scale).lin
+            arrays.update({f"{key}.{k}": v for k, v in lin.integers().items()})
+
+        for i, layer in enumerate(llm.layers):
+            key = f"layers.{i}."
+            linear(key + "qkv", layer["qkv"].float().t(), self.qkv_bits, q_scale)
+            linear(key + "o", layer["o"].float().t(), RESIDUAL_BITS)
+            linear(key + "gate_up", layer["gate_up"].float().t(), HIDDEN_BITS)
+            linear(key + "down", layer["down"].float().t(), RESIDUAL_BITS)
+            arrays[key + "attn_norm"] = ops.to_fixed(layer["attn_norm"].double().numpy(), NORM_GAIN_BITS)
+            arrays[key + "mlp_norm"] = ops.to_fixed(layer["mlp_norm"].double().numpy(), NORM_GAIN_BITS)
+            if gemma:
+                arrays[key + "head_gain"] = np.stack([
+                    ops.to_fixed(layer["q_norm"].double().numpy() * cfg.attention_scale,
+                                 self.qkv_bits + QUERY_EXTRA_BITS),  # the gains at the heads' fixed point
+                    ops.to_fixed(layer["k_norm"].double().numpy(), self.qkv_bits)])
+                arrays[key + "post_attn"] = ops.to_fixed(layer["post_attn_norm"].double().numpy(), RESIDUAL_BITS)
+                arrays[key + "post_mlp"] = ops.to_fixed(layer["post_mlp_norm"].double().numpy(), RESIDUAL_BITS)
+        linear("head", llm.head.float(), 8)
+        arrays["final_norm"] = ops.to_fixed(llm.final_norm.double().numpy(), NORM_GAIN_BITS)
+        arrays.update({f"embed.{k}": v for k, v in
+                       _Rows.quantize(llm.embed.numpy(), llm.embed_scale, RESIDUAL_BITS).integers().items()})
+        return arrays
+
+    def integers(self) -> dict[str, np.ndarray]:
+        """Every quantized array by name: what ``ExactLLM(llm, arithmetic, integers)`` reads back."""
+        arrays: dict[str, np.ndarray] = {}
+        for i, layer in enumerate(self.layers):
+            for name, value in layer.items():
+                if isinstance(value, _Linear):
+                    arrays.update({f"layers.{i}.{name}.{k}": v for k, v in value.lin.integers().items()})
+                elif name != "head_gain" or len(value):
+                    arrays[f"layers.{i}.{name}"] = value
+        arrays.update({f"head.{k}": v for k, v in self.head.lin.integers().items()})
+        arrays["final_norm"] = self.final_norm
+        arrays.update({f"embed.{k}": v for k, v in self.embed.integers().items()})
+        return arrays
 
     def digest(self) -> str:
-        """SHA-256 of everything the arithmetic uses (as ``ExactByteModel.digest``)."""
+        """SHA-256 of everything the arithmetic uses (as ``ExactByteModel.digest``; computed once: ~0.2 s)."""
+        if self._digest is None:
+            self._digest = self._compute_digest()
+        return self._digest
+
+    def _compute_digest(self) -> str:
         h = hashlib.sha256(json.dumps({"arithmetic": self.arithmetic, "kind": "llm", "family": self.cfg.family,
                                        "residual_bits": RESIDUAL_BITS, "query_extra_bits": self.query_extra,
                                        "levels": self.levels}, sort_keys=True).encode())

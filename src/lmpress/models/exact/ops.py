@@ -87,6 +87,18 @@ class IntLinear:
         self.shift = m_bits - PRE_SHIFT
         self.matrix = Int8Matrix(q, weight_max)
 
+    @classmethod
+    def from_integers(cls, weight: np.ndarray, multiplier: np.ndarray, shift: int, weight_max: int) -> IntLinear:
+        """The map whose ``integers()`` these are (int8 weights [in, out]): a quantized model read back."""
+        lin = cls.__new__(cls)
+        lin.multiplier, lin.shift = np.asarray(multiplier, dtype=np.int64), int(shift)
+        lin.matrix = Int8Matrix(weight, weight_max)
+        return lin
+
+    def integers(self) -> dict[str, np.ndarray]:
+        """What ``from_integers`` takes: int8 weights [in, out], multipliers, shift."""
+        return {"weight": self.matrix.weight.numpy(), "multiplier": self.multiplier, "shift": np.array(self.shift)}
+
     @property
     def weight(self) -> np.ndarray:
         """The integer weights [in, out] as float32 (made when first asked for: an LLM needs them only where
