@@ -113,8 +113,9 @@ def exact_model(llm: LLM, arithmetic: str, folder: Path) -> ExactLLM:
         try:
             with np.load(path, allow_pickle=False) as stored:
                 integers = {name: stored[name] for name in stored.files}
+            digest = bytes(integers.pop("digest")).decode()
             exact = ExactLLM(llm, arithmetic, integers)
-            if exact.digest() == bytes(integers.pop("digest")).decode():
+            if exact.digest() == digest:
                 return exact
         except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):
             pass  # made again below
@@ -123,7 +124,7 @@ def exact_model(llm: LLM, arithmetic: str, folder: Path) -> ExactLLM:
     try:
         with tempfile.NamedTemporaryFile(dir=folder, prefix=path.name + ".", delete=False) as f:
             staging = Path(f.name)
-            np.savez(f, digest=np.frombuffer(exact.digest().encode(), dtype=np.uint8), **exact.integers())
+            np.savez(f, digest=np.frombuffer(exact.digest().encode(), dtype=np.uint8), **exact.integers)
         os.replace(staging, path)
         for old in folder.glob(path.name.rsplit("-", 1)[0] + "-*.npz"):  # other code's (temporary files
             if old != path:                                                   # end otherwise)

@@ -184,7 +184,7 @@ class ExactLayerCache:
 class ExactLLM:
     def __init__(self, llm, arithmetic: str = LLM_ARITHMETIC, integers: dict[str, np.ndarray] | None = None) -> None:
         """From a float ``models.llm.LLM`` (float32 weights), in ``arithmetic`` (one of ``ARITHMETICS``).
-        ``integers``: what ``integers()`` gave for this model in this arithmetic, read back instead of
+        ``integers``: the ``integers`` of this model in this arithmetic, read back instead of
         quantizing the weights again (a cache: SmolLM2's take ~2 s to quantize, ~0.2 s to read)."""
         if arithmetic not in ARITHMETICS:
             raise LmpressError(f"this lmpress has the LLM arithmetics {', '.join(ARITHMETICS)}, not {arithmetic}")
@@ -228,10 +228,11 @@ class ExactLLM:
         self.rotary = {theta: tables.Rotary(hd // 2, repr(theta), ROPE_BITS) for theta in set(cfg.rope_theta)}
         self.attention_exp = attention_tables()
         self.logit_exp = logit_table()
+        self.integers = integers  # every quantized array by name (the same arrays): what a cache stores
         self._digest: str | None = None
 
     def _quantize(self, llm, weight_max: int, q_scale: np.ndarray) -> dict[str, np.ndarray]:
-        """The integers of ``llm``'s weights in this arithmetic, by name (see ``integers``)."""
+        """The integers of ``llm``'s weights in this arithmetic, by name (``layers.{i}.qkv.weight``, ...)."""
         cfg, gemma = self.cfg, self.cfg.family == "gemma3"
         arrays: dict[str, np.ndarray] = {}
 
@@ -258,20 +259,6 @@ class ExactLLM:
         arrays["final_norm"] = ops.to_fixed(llm.final_norm.double().numpy(), NORM_GAIN_BITS)
         arrays.update({f"embed.{k}": v for k, v in
                        _Rows.quantize(llm.embed.numpy(), llm.embed_scale, RESIDUAL_BITS).integers().items()})
-        return arrays
-
-    def integers(self) -> dict[str, np.ndarray]:
-        """Every quantized array by name: what ``ExactLLM(llm, arithmetic, integers)`` reads back."""
-        arrays: dict[str, np.ndarray] = {}
-        for i, layer in enumerate(self.layers):
-            for name, value in layer.items():
-                if isinstance(value, _Linear):
-                    arrays.update({f"layers.{i}.{name}.{k}": v for k, v in value.lin.integers().items()})
-                elif name != "head_gain" or len(value):
-                    arrays[f"layers.{i}.{name}"] = value
-        arrays.update({f"head.{k}": v for k, v in self.head.lin.integers().items()})
-        arrays["final_norm"] = self.final_norm
-        arrays.update({f"embed.{k}": v for k, v in self.embed.integers().items()})
         return arrays
 
     def digest(self) -> str:
